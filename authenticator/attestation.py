@@ -1,0 +1,72 @@
+"""Attestation statements: packed (self or x5c batch certificate), fido-u2f, none.
+
+The batch certificate and its key come from ``fido-emu attestation init`` and are held in
+the store (key sealed); see ``authenticator/attestation_ca.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from authenticator import keys
+
+if TYPE_CHECKING:
+    from authenticator.core import Authenticator
+    from authenticator.credentials import Credential
+
+STATE_CHAIN = "attestation.chain"  # CBOR array of DER certs, leaf first
+STATE_KEY = "attestation.key"  # sealed PKCS#8 of the batch key
+
+
+@dataclass
+class BatchAttestation:
+    key: ec.EllipticCurvePrivateKey
+    chain: list[bytes]  # DER, leaf first (the root is not sent)
+
+
+def load_batch(auth: Authenticator) -> BatchAttestation | None:
+    import cbor2
+
+    chain = auth.store.get_state(STATE_CHAIN)
+    sealed = auth.store.get_state(STATE_KEY)
+    if chain is None or sealed is None:
+        return None
+    der = auth.device_keys.state.open(sealed, STATE_KEY.encode())
+    key = serialization.load_der_private_key(der, None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return BatchAttestation(key, list(cbor2.loads(chain)))
+
+
+def save_batch(auth: Authenticator, key: ec.EllipticCurvePrivateKey, chain: list[bytes]) -> None:
+    import cbor2
+
+    der = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    auth.store.set_state(STATE_KEY, auth.device_keys.state.seal(der, STATE_KEY.encode()))
+    auth.store.set_state(STATE_CHAIN, cbor2.dumps(chain))
+
+
+def statement(
+    auth: Authenticator,
+    cred: Credential,
+    private_key: Any,
+    auth_data: bytes,
+    client_data_hash: bytes,
+    *,
+    mode: str,
+    batch: BatchAttestation | None,
+) -> tuple[str, dict]:
+    """(fmt, attStmt) for a new credential."""
+    if mode == "none":
+        return "none", {}
+    to_sign = auth_data + client_data_hash
+    if mode == "packed" and batch is not None:
+        sig = batch.key.sign(to_sign, ec.ECDSA(hashes.SHA256()))
+        return "packed", {"alg": -7, "sig": auth.faults.signature(sig), "x5c": batch.chain}
+    sig = keys.sign(cred.algorithm, private_key, to_sign)
+    return "packed", {"alg": cred.algorithm, "sig": auth.faults.signature(sig)}

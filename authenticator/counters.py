@@ -1,0 +1,56 @@
+"""Signature counters that never go backwards, without an fsync per signature.
+
+Each counter keeps a durable *lease* in the store: a value no handed-out counter may
+exceed. Counting happens in memory; when the next value would pass the lease, a new lease
+(value + N) is written first. After a crash the counter restarts at the lease, so it may
+jump forward but never back.
+"""
+
+from __future__ import annotations
+
+from storage.base import CredentialStore
+
+GLOBAL_KEY = b"\x00global"
+
+
+class Counters:
+    def __init__(self, store: CredentialStore, lease: int = 64) -> None:
+        self._store = store
+        self._lease_size = max(1, lease)
+        self._current: dict[bytes, int] = {}
+        self._lease: dict[bytes, int] = {}
+
+    def _load(self, key: bytes) -> int:
+        if key not in self._current:
+            lease = self._store.load_counter(key)
+            self._current[key] = lease or 0
+            self._lease[key] = lease or 0
+        return self._current[key]
+
+    def peek(self, key: bytes) -> int:
+        return self._load(key)
+
+    def next(self, key: bytes) -> int:
+        value = self._load(key) + 1
+        if value > self._lease[key]:
+            lease = value + self._lease_size
+            self._store.store_counter(key, lease)
+            self._lease[key] = lease
+        self._current[key] = value
+        return value
+
+    def set(self, key: bytes, value: int) -> None:
+        """Fault injection and imports: force a value (possibly lower, on purpose)."""
+        self._store.delete_counter(key)
+        self._store.store_counter(key, value)
+        self._current[key] = value
+        self._lease[key] = value
+
+    def forget(self, key: bytes) -> None:
+        self._current.pop(key, None)
+        self._lease.pop(key, None)
+        self._store.delete_counter(key)
+
+    def drop_cache(self) -> None:
+        self._current.clear()
+        self._lease.clear()

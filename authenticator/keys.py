@@ -1,0 +1,79 @@
+"""Credential key pairs per COSE algorithm: generate, serialise, sign.
+
+Private keys travel only as raw bytes to be sealed (EC scalars, Ed25519 seeds, RSA
+PKCS#8). Loading an EC key recomputes its public point, so callers cache loaded keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from fido2.cose import CoseKey
+
+ES256, EDDSA, ES384, RS256 = -7, -8, -35, -257
+NAMES = {ES256: "ES256", EDDSA: "EdDSA", ES384: "ES384", RS256: "RS256"}
+SUPPORTED = tuple(NAMES)
+
+_CURVES = {ES256: (ec.SECP256R1, 32, hashes.SHA256), ES384: (ec.SECP384R1, 48, hashes.SHA384)}
+
+
+def generate(alg: int) -> Any:
+    if alg in _CURVES:
+        return ec.generate_private_key(_CURVES[alg][0]())
+    if alg == EDDSA:
+        return ed25519.Ed25519PrivateKey.generate()
+    if alg == RS256:
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    raise ValueError(f"unsupported algorithm {alg}")
+
+
+def private_bytes(alg: int, key: Any) -> bytes:
+    if alg in _CURVES:
+        return key.private_numbers().private_value.to_bytes(_CURVES[alg][1], "big")
+    if alg == EDDSA:
+        return key.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+    return key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def load(alg: int, data: bytes) -> Any:
+    if alg in _CURVES:
+        return ec.derive_private_key(int.from_bytes(data, "big"), _CURVES[alg][0]())
+    if alg == EDDSA:
+        return ed25519.Ed25519PrivateKey.from_private_bytes(data)
+    if alg == RS256:
+        return serialization.load_der_private_key(data, None)
+    raise ValueError(f"unsupported algorithm {alg}")
+
+
+def sign(alg: int, key: Any, data: bytes) -> bytes:
+    if alg in _CURVES:
+        return key.sign(data, ec.ECDSA(_CURVES[alg][2]()))
+    if alg == EDDSA:
+        return key.sign(data)
+    if alg == RS256:
+        return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    raise ValueError(f"unsupported algorithm {alg}")
+
+
+def cose_public_key(alg: int, key: Any) -> CoseKey:
+    cose = CoseKey.for_alg(alg).from_cryptography_key(key.public_key())
+    # fido2 tags keys with the algorithm of their class; keep the one negotiated.
+    cose[3] = alg
+    return cose
+
+
+def pkcs8(alg: int, key: Any) -> bytes:
+    """PKCS#8 DER, for exporting credentials to Chromium's virtual authenticator."""
+    return key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
