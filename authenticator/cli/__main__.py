@@ -1,0 +1,5 @@
+import sys
+
+from authenticator.cli import main
+
+sys.exit(main())
