@@ -172,7 +172,10 @@ class Authenticator:
     ) -> None:
         """Wait for a touch; CTAP errors for decline, cancel and timeout."""
         request = PresenceRequest(call.command, rp_id, user_name, call.ctx.transport)
-        ok = await self._wait_user(call, self.presence.request_presence(request))
+        immediate = getattr(self.presence, "immediate", None)
+        ok = immediate(request) if immediate is not None else None
+        if ok is None:
+            ok = await self._wait_user(call, self.presence.request_presence(request))
         if not ok:
             raise CtapStatusError(ERR.OPERATION_DENIED, "user declined")
 

@@ -6,6 +6,7 @@ Implementations here never block the event loop; the terminal prompt lives in th
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -39,7 +40,12 @@ class AutoApprove:
 
     def __init__(self, uv_outcome: UvOutcome = "approve") -> None:
         self.uv_outcome: UvOutcome = uv_outcome
-        self.requests: list[PresenceRequest] = []
+        self.requests: deque[PresenceRequest] = deque(maxlen=100)  # recent, for tests
+
+    def immediate(self, request: PresenceRequest) -> bool | None:
+        """An answer available without waiting (lets the core skip the wait machinery)."""
+        self.requests.append(request)
+        return True
 
     async def request_presence(self, request: PresenceRequest) -> bool:
         self.requests.append(request)
@@ -57,6 +63,10 @@ class Deny(AutoApprove):
         super().__init__(uv_outcome)
 
     async def request_presence(self, request: PresenceRequest) -> bool:
+        self.requests.append(request)
+        return False
+
+    def immediate(self, request: PresenceRequest) -> bool | None:
         self.requests.append(request)
         return False
 

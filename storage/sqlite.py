@@ -157,6 +157,23 @@ class SqliteStore:
         except OSError:
             pass
         self._secret = _load_or_create_secret(self.key_path, passphrase)
+        # Read caches, dropped on our own writes and when another connection commits
+        # (PRAGMA data_version changes): lookups stay O(1) without going stale.
+        self._version = -1
+        self._by_id: dict[bytes, CredentialRecord | None] = {}
+        self._by_rp: dict[bytes, list[CredentialRecord]] = {}
+        self._count: int | None = None
+
+    def _fresh(self) -> None:
+        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._version:
+            self._version = version
+            self._invalidate()
+
+    def _invalidate(self) -> None:
+        self._by_id.clear()
+        self._by_rp.clear()
+        self._count = None
 
     def device_secret(self) -> bytes:
         return self._secret
@@ -203,21 +220,39 @@ class SqliteStore:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        finally:
+            self._invalidate()
         return replaced
 
     def get_credential(self, credential_id: bytes) -> CredentialRecord | None:
+        """Records returned are shared with the read cache: treat them as read-only."""
+        self._fresh()
+        if credential_id in self._by_id:
+            rec = self._by_id[credential_id]
+            return rec
         row = self._db.execute(
             f"SELECT {COLUMNS} FROM credentials WHERE credential_id=?", (credential_id,)
         ).fetchone()
-        return _row_to_record(row) if row else None
+        rec = _row_to_record(row) if row else None
+        if len(self._by_id) > 10_000:
+            self._by_id.clear()
+        self._by_id[credential_id] = rec
+        return rec
 
     def credentials_for_rp(self, rp_id_hash: bytes) -> list[CredentialRecord]:
-        rows = self._db.execute(
-            f"SELECT {COLUMNS} FROM credentials WHERE rp_id_hash=? AND discoverable=1 "
-            "ORDER BY created DESC",
-            (rp_id_hash,),
-        ).fetchall()
-        return [_row_to_record(r) for r in rows]
+        self._fresh()
+        cached = self._by_rp.get(rp_id_hash)
+        if cached is None:
+            rows = self._db.execute(
+                f"SELECT {COLUMNS} FROM credentials WHERE rp_id_hash=? AND discoverable=1 "
+                "ORDER BY created DESC",
+                (rp_id_hash,),
+            ).fetchall()
+            cached = [_row_to_record(r) for r in rows]
+            if len(self._by_rp) > 1_000:
+                self._by_rp.clear()
+            self._by_rp[rp_id_hash] = cached
+        return list(cached)
 
     def delete_credential(self, credential_id: bytes) -> bool:
         db = self._db
@@ -225,6 +260,7 @@ class SqliteStore:
         cur = db.execute("DELETE FROM credentials WHERE credential_id=?", (credential_id,))
         db.execute("DELETE FROM counters WHERE key=?", (credential_id,))
         db.execute("COMMIT")
+        self._invalidate()
         return cur.rowcount > 0
 
     def update_user(
@@ -235,6 +271,7 @@ class SqliteStore:
             "WHERE credential_id=? AND user_id=?",
             (name, display_name, credential_id, user_id),
         )
+        self._invalidate()
         return cur.rowcount > 0
 
     def list_rps(self) -> list[RpSummary]:
@@ -245,7 +282,12 @@ class SqliteStore:
         return [RpSummary(r[0], r[1], r[2], r[3]) for r in rows]
 
     def count_discoverable(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM credentials WHERE discoverable=1").fetchone()[0]
+        self._fresh()
+        if self._count is None:
+            self._count = self._db.execute(
+                "SELECT COUNT(*) FROM credentials WHERE discoverable=1"
+            ).fetchone()[0]
+        return self._count
 
     def load_counter(self, key: bytes) -> int | None:
         row = self._db.execute("SELECT lease FROM counters WHERE key=?", (key,)).fetchone()
@@ -280,6 +322,7 @@ class SqliteStore:
         db.execute("DELETE FROM counters")
         db.execute("DELETE FROM state")
         db.execute("COMMIT")
+        self._invalidate()
         self.key_path.unlink(missing_ok=True)
         self._secret = _load_or_create_secret(self.key_path, self._passphrase)
 
