@@ -18,6 +18,7 @@ MODULES = [
     "authenticator.cli.run",
     "authenticator.cli.manage",
     "authenticator.cli.attestation",
+    "authenticator.cli.hybrid",
 ]
 
 
