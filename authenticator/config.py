@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 CounterMode = Literal["per-credential", "global", "zero"]
+# packed: x5c batch attestation when a batch certificate is installed, self otherwise;
+# packed-self: always self attestation; none: no attestation statement.
 AttestationMode = Literal["packed-self", "packed", "none"]
 
 # fido-emulator's own AAGUIDs, one per profile, so an RP can tell the models apart.
@@ -87,7 +89,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         backup_eligible=False,
         backup_state=False,
         counter_mode="per-credential",
-        attestation="packed-self",
+        attestation="packed",  # x5c once `fido-emu attestation init` ran, else self
         transports=("usb",),
         platform_attachment=False,
         builtin_uv=False,

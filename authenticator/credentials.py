@@ -150,16 +150,13 @@ class CredentialSource:
         if not cred_id:
             return None
         version = cred_id[0]
-        if version == STORED:
-            record = self.store.get_credential(cred_id)
-            if record is None or record.rp_id_hash != rp_id_hash:
-                return None
-            return self.from_record(record)
+        if version != SELF_CONTAINED:  # STORED, or an id minted elsewhere (CDP import)
+            return self._stored(cred_id, rp_id_hash)
         if version == SELF_CONTAINED:
             try:
                 payload = self.keys.key_handles.open(cred_id[1:], bytes([version]) + rp_id_hash)
             except SealError:
-                return None
+                return self._stored(cred_id, rp_id_hash)
             alg, flags, protect, blob_len = struct.unpack_from(">hBBB", payload)
             blob = payload[5 : 5 + blob_len] or None
             return Credential(
@@ -177,6 +174,12 @@ class CredentialSource:
                 u2f=bool(flags & FLAG_U2F),
             )
         return None
+
+    def _stored(self, cred_id: bytes, rp_id_hash: bytes) -> Credential | None:
+        record = self.store.get_credential(cred_id)
+        if record is None or record.rp_id_hash != rp_id_hash:
+            return None
+        return self.from_record(record)
 
     def from_record(self, record: CredentialRecord) -> Credential:
         return Credential(

@@ -6,8 +6,8 @@ Implementations here never block the event loop; the terminal prompt lives in th
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 import inspect
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
