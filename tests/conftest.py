@@ -52,3 +52,6 @@ def make_client():
 @pytest.fixture
 def server() -> Fido2Server:
     return Fido2Server(RP, attestation="direct")
+
+
+from tests.vm.conftest import vm  # noqa: E402,F401  (the qemu guest fixture, for every suite)

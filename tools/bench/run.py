@@ -151,18 +151,10 @@ def main() -> None:
     results["ga_10_creds_us"] = lat["small"]
     results[f"ga_{big}_creds_us"] = lat["big"]
 
-    try:
-        from tools_bench_udp import udp_round_trip  # type: ignore[import-not-found]
-    except ImportError:
-        udp_round_trip = None
-    if udp_round_trip is None:
-        try:
-            sys.path.insert(0, str(Path(__file__).parent))
-            from udp_rtt import udp_round_trip  # type: ignore[no-redef]
-        except ImportError:
-            udp_round_trip = None
-    if udp_round_trip is not None:
-        results["udp_ga_rtt_median_us"] = udp_round_trip(n=300 if args.quick else 1000)
+    sys.path.insert(0, str(Path(__file__).parent))
+    from udp_rtt import udp_round_trip
+
+    results["udp_ga_rtt_median_us"] = udp_round_trip(n=300 if args.quick else 1000)
 
     ratios = {
         "getAssertion / P-256 sign (target <= 1.5)": results["ga_allowlist_resident_us"] / sign,

@@ -1,0 +1,6 @@
+"""Transports move bytes between a host and the core; they never parse CBOR.
+
+``ctaphid`` is the I/O-free CTAPHID engine; ``udp``, ``uhid`` and ``gadget`` feed it 64-byte
+reports from a UDP socket, ``/dev/uhid`` and ``/dev/hidgN``; ``ble`` and ``hybrid`` frame CTAP
+for Bluetooth and caBLE. Submodules are imported on demand so optional dependencies stay optional.
+"""
