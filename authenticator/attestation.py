@@ -28,17 +28,28 @@ class BatchAttestation:
     chain: list[bytes]  # DER, leaf first (the root is not sent)
 
 
+_UNSET = object()
+
+
 def load_batch(auth: Authenticator) -> BatchAttestation | None:
+    """The installed batch key and chain (cached on the authenticator; save_batch and
+    factory reset refresh it)."""
     import cbor2
 
+    cached = getattr(auth, "_batch_cache", _UNSET)
+    if cached is not _UNSET:
+        return cached  # type: ignore[return-value]
     chain = auth.store.get_state(STATE_CHAIN)
     sealed = auth.store.get_state(STATE_KEY)
     if chain is None or sealed is None:
+        auth._batch_cache = None  # type: ignore[attr-defined]
         return None
     der = auth.device_keys.state.open(sealed, STATE_KEY.encode())
     key = serialization.load_der_private_key(der, None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
-    return BatchAttestation(key, list(cbor2.loads(chain)))
+    batch = BatchAttestation(key, list(cbor2.loads(chain)))
+    auth._batch_cache = batch  # type: ignore[attr-defined]
+    return batch
 
 
 def save_batch(auth: Authenticator, key: ec.EllipticCurvePrivateKey, chain: list[bytes]) -> None:
@@ -49,6 +60,7 @@ def save_batch(auth: Authenticator, key: ec.EllipticCurvePrivateKey, chain: list
     )
     auth.store.set_state(STATE_KEY, auth.device_keys.state.seal(der, STATE_KEY.encode()))
     auth.store.set_state(STATE_CHAIN, cbor2.dumps(chain))
+    auth.__dict__.pop("_batch_cache", None)
 
 
 def statement(

@@ -53,7 +53,7 @@ class Config:
     max_cred_blob_length: int = 64
     max_large_blob_array: int = 4096
     max_rpids_for_set_min_pin: int = 8
-    counter_lease: int = 64
+    counter_lease: int = 256  # counters may jump by this much after a crash, never back
     presence_timeout: float = 30.0
     reset_window: float | None = 10.0  # authenticatorReset only this long after power-up
     pin_token_lifetime: float = 600.0

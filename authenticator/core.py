@@ -130,7 +130,10 @@ class Authenticator:
                 params = decode_request(request[1:])
                 await self.faults.delay()
                 result = await handler(self, params, call)
-                response = b"\x00" + (encode(result) if result else b"")
+                if isinstance(result, bytes):  # already canonical CBOR (hot paths)
+                    response = b"\x00" + result
+                else:
+                    response = b"\x00" + (encode(result) if result else b"")
                 status = "OK"
             except CtapStatusError as e:
                 response, status = bytes([e.code]), e.name
@@ -240,6 +243,7 @@ class Authenticator:
 
     def factory_reset(self) -> None:
         self.store.wipe()
+        self.__dict__.pop("_batch_cache", None)
         self.device_keys = DeviceKeys(self.store.device_secret())
         self.credentials = CredentialSource(self.store, self.device_keys)
         self.counters = Counters(self.store, self.config.counter_lease)
@@ -250,6 +254,8 @@ class Authenticator:
         self.cred_mgmt_state = None
 
     def _emit(self, call: Call, status: str, start: float) -> None:
+        if not self.listeners and not log.isEnabledFor(logging.INFO):
+            return
         event = CommandEvent(
             time=self.wall_clock(),
             transport=call.ctx.transport,

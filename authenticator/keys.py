@@ -65,11 +65,30 @@ def sign(alg: int, key: Any, data: bytes) -> bytes:
     raise ValueError(f"unsupported algorithm {alg}")
 
 
-def cose_public_key(alg: int, key: Any) -> CoseKey:
-    cose = CoseKey.for_alg(alg).from_cryptography_key(key.public_key())
-    # fido2 tags keys with the algorithm of their class; keep the one negotiated.
-    cose[3] = alg
-    return cose
+def cose_public_key(alg: int, key: Any) -> dict:
+    """The COSE_Key of a credential's public key, as a plain map (cheap to encode)."""
+    pub = key.public_key()
+    if alg in _CURVES:
+        size = _CURVES[alg][1]
+        point = pub.public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+        crv = 1 if alg == ES256 else 2
+        return {1: 2, 3: alg, -1: crv, -2: point[1 : 1 + size], -3: point[1 + size :]}
+    if alg == EDDSA:
+        raw = pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return {1: 1, 3: alg, -1: 6, -2: raw}
+    if alg == RS256:
+        numbers = pub.public_numbers()
+        n = numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")
+        e = numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big")
+        return {1: 3, 3: alg, -1: n, -2: e}
+    raise ValueError(f"unsupported algorithm {alg}")
+
+
+def cose_key_object(alg: int, key: Any) -> CoseKey:
+    """The same key as python-fido2's CoseKey (for callers that verify with it)."""
+    return CoseKey.for_alg(alg)(cose_public_key(alg, key))
 
 
 def pkcs8(alg: int, key: Any) -> bytes:
