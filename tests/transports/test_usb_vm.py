@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(1800)]
 SCRIPT = Path(__file__).with_name("vm_usb_guest.sh")
 
 

@@ -89,6 +89,8 @@ def guest(vm: ModuleType, tmp_path_factory: pytest.TempPathFactory):
             ip -o addr show lo
             python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(); c = socket.create_connection(s.getsockname()); print("loopback-ok")'
             nproc
+            test -S /run/dbus/system_bus_socket && echo dbus-ok
+            pgrep -x systemd-udevd >/dev/null && echo udevd-ok
         }
         uhid_fido() {
             python3 "$FIDO_EMU_VM_OUT/uhid_fido.py" > /tmp/uhid.log 2>&1 &
@@ -96,6 +98,8 @@ def guest(vm: ModuleType, tmp_path_factory: pytest.TempPathFactory):
             for _ in $(seq 300); do [ -e /tmp/uhid-ready ] && break; sleep 0.1; done
             for _ in $(seq 50); do ls /dev/hidraw* >/dev/null 2>&1 && break; sleep 0.1; done
             grep -H . /sys/class/hidraw/hidraw*/device/uevent
+            udevadm settle --timeout=20
+            udevadm info /dev/hidraw0 | grep -E "ID_FIDO_TOKEN|DEVNAME"
             fido2-token -L
             rc=$?
             # CTAPHID INIT round trip through hidraw: the nonce must come back
@@ -126,6 +130,8 @@ def guest(vm: ModuleType, tmp_path_factory: pytest.TempPathFactory):
         modules=[],
         env={"HARNESS_TEST_VAR": "hello world"},
         outdir=outdir,
+        udev=True,
+        dbus=True,
     )
     print(f"guest: boot {result.boot_time} s, total {time.monotonic() - start:.1f} s")
     return result
@@ -147,6 +153,7 @@ def test_exit_status_and_environment(guest) -> None:
     assert "tmp-writable" in out
     assert "127.0.0.1" in out
     assert "loopback-ok" in out
+    assert "dbus-ok" in out and "udevd-ok" in out, out
     # the script's output reaches both the log and the console
     assert "fido-emu-vm: running script" in guest.console
 
@@ -165,6 +172,8 @@ def test_uhid_fido_device_listed_by_libfido2(guest) -> None:
     out = _check(guest, "uhid_fido")
     # kernel side: hid-generic bound the UHID device and made a hidraw node
     assert "HID_NAME=fido-emu harness test key" in out, out
+    # udev processed the new hidraw node (systemd's fido_id builtin recognised it)
+    assert "ID_FIDO_TOKEN=1" in out, out
     # libfido2 side: it enumerated the hidraw node and recognised the FIDO usage page
     listed = [line for line in out.splitlines() if line.startswith("/dev/hidraw")]
     assert any("vendor=0x1209, product=0xf1d0" in line for line in listed), out

@@ -13,7 +13,7 @@ export HOME=/root LANG=C.UTF-8 TERM=dumb
 
 stage() {
 	local up _
-	read -r up _ </proc/uptime 2>/dev/null || up=?
+	read -r up _ </proc/uptime 2>/dev/null || up='?'
 	echo "$1" >/vmout/stage
 	echo "$up $1" >>/vmout/stages
 }
@@ -51,8 +51,10 @@ if [ "$VM_UDEV" = 1 ]; then
 	udevd=/lib/systemd/systemd-udevd
 	[ -x $udevd ] || udevd=/usr/lib/systemd/systemd-udevd
 	$udevd --daemon || echo "fido-emu-vm: systemd-udevd failed" >&2
-	udevadm trigger --action=add --type=subsystems
-	udevadm trigger --action=add --type=devices
+	# coldplug only what FIDO clients look at (a full trigger autoloads drivers for every
+	# emulated PCI/ACPI device and costs ~10 s under TCG); devices created later are seen live
+	# shellcheck disable=SC2046,SC2086
+	udevadm trigger --action=add $(printf -- '--subsystem-match=%s ' $VM_UDEV_SUBSYSTEMS)
 	udevadm settle --timeout=30 || true
 fi
 
@@ -77,5 +79,5 @@ wait "$spid"
 rc=$?
 [ -n "$tpid" ] && wait "$tpid"
 echo "$rc" >/vmout/rc
-stage done
+stage "done"
 exit 0

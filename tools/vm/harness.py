@@ -42,6 +42,8 @@ REPO_ROOT = HERE.parent.parent
 QEMU = "qemu-system-x86_64"
 DEFAULT_MEMORY_MIB = 2560
 DEFAULT_CPUS = 2
+# subsystems whose existing devices udev is told about at start (udev=True)
+UDEV_COLDPLUG_SUBSYSTEMS = "hidraw hid input usb usbmisc misc udc bluetooth tty net".split()
 _PYTEST_SUMMARY = re.compile(
     r"^=*\s*(\d+ (passed|failed|skipped|deselected|errors?|xfailed|xpassed|warnings?)\b|no tests ran)"
     r".* in [0-9.]+s\b.*$"
@@ -59,6 +61,10 @@ class GuestError(RuntimeError):
 
 class GuestTimeout(GuestError):
     """The guest was still running at the timeout and was killed."""
+
+
+class GuestBootHang(GuestError):
+    """The guest kernel hung before mounting its root (rare under TCG); run_in_guest retries."""
 
 
 class VMNotAvailable(RuntimeError):
@@ -239,13 +245,16 @@ def run_in_guest(
     cpus: int = DEFAULT_CPUS,
     outdir: str | os.PathLike[str] | None = None,
     stream: TextIO | None = None,
+    boot_timeout: float = 60.0,
+    boot_retries: int = 1,
 ) -> GuestResult:
     """Boot a guest, run ``script`` with bash as root, power off; return its result.
 
     script      shell script (bash) run as root with stdin /dev/null
     timeout     seconds for the whole guest (boot included); on expiry qemu is killed and
                 GuestTimeout raised (its .result has the console and log so far)
-    modules     kernel modules to modprobe before the script (no udev autoload in the guest)
+    modules     kernel modules to modprobe -a before the script (no autoload in the guest);
+                a list, or one space-separated string
     env         extra environment for the script (PATH, HOME=/root are set already)
     cwd         working directory of the script, a host path (default: the repo root)
     udev        start systemd-udevd and trigger coldplug before the script (Chromium needs it)
@@ -253,6 +262,9 @@ def run_in_guest(
     outdir      host directory shared writable as /vmout ($FIDO_EMU_VM_OUT) and kept;
                 default: a temporary directory, removed afterwards
     stream      if set, the guest console is copied there live (e.g. sys.stderr)
+    boot_timeout, boot_retries
+                a guest whose kernel has not mounted its root filesystem after boot_timeout
+                seconds is killed and booted again, up to boot_retries times (GuestBootHang)
 
     Raises VMNotAvailable if setup.sh has not been run, GuestTimeout on timeout, GuestError if
     the guest stopped without reporting the script's exit status (boot failure, kernel panic).
@@ -260,6 +272,8 @@ def run_in_guest(
     """
     image = find_image()
     workdir = Path(cwd).resolve() if cwd is not None else REPO_ROOT
+    if isinstance(modules, str):
+        modules = [modules]
     module_list = [name for entry in modules for name in entry.split()]
     if outdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="fido-emu-vm-")
@@ -282,13 +296,24 @@ def run_in_guest(
                     "VM_CWD": str(workdir),
                     "VM_UDEV": "1" if udev else "0",
                     "VM_DBUS": "1" if dbus else "0",
+                    "VM_UDEV_SUBSYSTEMS": " ".join(UDEV_COLDPLUG_SUBSYSTEMS),
                     "VM_ECHO": "1",
                 }
             )
         )
         guest_env = {"FIDO_EMU_IN_VM": "1", "FIDO_EMU_VM_OUT": "/vmout", **(env or {})}
         (run_dir / "env.sh").write_text(_shell_assignments(guest_env))
-        result = _boot(image, run_dir, timeout, memory_mib, cpus, stream)
+        deadline = time.monotonic() + timeout
+        for attempt in range(boot_retries + 1):
+            remaining = deadline - time.monotonic()
+            try:
+                result = _boot(image, run_dir, remaining, memory_mib, cpus, stream, boot_timeout)
+                break
+            except GuestBootHang:
+                if attempt == boot_retries or deadline - time.monotonic() < boot_timeout:
+                    raise
+                if stream is not None:
+                    stream.write("harness: guest hung while booting; retrying\n")
         if outdir is not None:
             result.outdir = run_dir
         return result
@@ -325,6 +350,7 @@ def _boot(
     memory_mib: int,
     cpus: int,
     stream: TextIO | None,
+    boot_timeout: float | None,
 ) -> GuestResult:
     cmd = _qemu_command(image, run_dir, memory_mib, cpus)
     console: list[str] = []
@@ -347,13 +373,24 @@ def _boot(
 
     thread = threading.Thread(target=reader, daemon=True)
     thread.start()
-    timed_out = False
+    timed_out = boot_hung = False
+    stages = run_dir / "stages"  # stage 1 creates it once the root filesystem is mounted
     try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        proc.kill()
-        proc.wait()
+        while True:
+            try:
+                proc.wait(timeout=0.25)
+                break
+            except subprocess.TimeoutExpired:
+                now = time.monotonic() - start
+                if now >= timeout:
+                    timed_out = True
+                elif boot_timeout is not None and now >= boot_timeout and not stages.exists():
+                    boot_hung = True
+                else:
+                    continue
+                proc.kill()
+                proc.wait()
+                break
     except BaseException:
         proc.kill()
         proc.wait()
@@ -378,6 +415,12 @@ def _boot(
         stage=read("stage").strip(),
         timeline=read("stages"),
     )
+    if boot_hung:
+        raise GuestBootHang(
+            f"guest kernel did not reach its root filesystem in {boot_timeout:.0f} s; killed\n"
+            f"--- console tail ---\n{_tail(result.console, 30)}",
+            result,
+        )
     if timed_out:
         raise GuestTimeout(
             f"guest killed after {timeout:.0f} s timeout (stage: {result.stage or 'boot'})\n"

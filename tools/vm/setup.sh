@@ -60,34 +60,48 @@ fi
 mkdir -p "$vm_dir/debs"
 
 # --- kernel ----------------------------------------------------------------------------------
-kpkg="${FIDO_EMU_VM_KERNEL:-}"
-if [[ -z $kpkg ]]; then
-  if [[ -f $vm_dir/vm.conf ]]; then
-    # keep the kernel we already unpacked (stable across apt index updates)
-    # shellcheck disable=SC1091
-    kpkg="linux-image-$(. "$vm_dir/vm.conf" && echo "$KVER")"
-  else
-    kpkg="$(apt-cache depends linux-image-amd64 2>/dev/null |
-      awk '/Depends: linux-image-[0-9]/ {print $2; exit}')"
-    if [[ -z $kpkg ]]; then
-      apt-get update -qq
-      kpkg="$(apt-cache depends linux-image-amd64 |
-        awk '/Depends: linux-image-[0-9]/ {print $2; exit}')"
-    fi
+resolve_kernel() {
+  apt-cache depends linux-image-amd64 2>/dev/null |
+    awk '/Depends: linux-image-[0-9]/ {print $2; exit}'
+}
+download_kernel() { # $1 = package; prints the .deb path
+  local deb
+  deb="$(find "$vm_dir/debs" -maxdepth 1 -name "${1}_*.deb" | head -n1)"
+  if [[ -z $deb ]]; then
+    log "downloading $1"
+    (cd "$vm_dir/debs" && apt-get download -q "$1") 2>&1 |
+      grep -v "^W: Download is performed unsandboxed" >&2 || true
+    deb="$(find "$vm_dir/debs" -maxdepth 1 -name "${1}_*.deb" | head -n1)"
   fi
+  echo "$deb"
+}
+
+kpkg="${FIDO_EMU_VM_KERNEL:-}"
+if [[ -z $kpkg && -f $vm_dir/vm.conf ]]; then
+  # keep the kernel we already unpacked (stable across apt index updates)
+  kpkg="linux-image-$(sed -n 's/^KVER=//p' "$vm_dir/vm.conf")"
+  [[ $kpkg != linux-image- ]] || kpkg=
+fi
+if [[ -z $kpkg ]]; then
+  kpkg="$(resolve_kernel)"
+  [[ -n $kpkg ]] || { apt-get update -qq && kpkg="$(resolve_kernel)"; }
 fi
 [[ -n $kpkg ]] || { log "cannot resolve the linux-image-amd64 dependency"; exit 1; }
 kver="${kpkg#linux-image-}"
 kdir="$vm_dir/kernel-$kver"
 
 if [[ ! -f $kdir/.unpacked ]]; then
-  deb="$(ls "$vm_dir"/debs/"${kpkg}"_*.deb 2>/dev/null | head -n1 || true)"
-  if [[ -z $deb ]]; then
-    log "downloading $kpkg"
-    (cd "$vm_dir/debs" && apt-get download -q "$kpkg" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2 || true)
-    deb="$(ls "$vm_dir"/debs/"${kpkg}"_*.deb 2>/dev/null | head -n1 || true)"
-    [[ -n $deb ]] || { log "apt-get download $kpkg failed"; exit 1; }
+  deb="$(download_kernel "$kpkg")"
+  if [[ -z $deb && -z ${FIDO_EMU_VM_KERNEL:-} ]]; then
+    # stale package lists: the mirror may have moved on to a newer kernel ABI
+    log "download failed; apt-get update and retry"
+    apt-get update -qq
+    kpkg="$(resolve_kernel)"
+    kver="${kpkg#linux-image-}"
+    kdir="$vm_dir/kernel-$kver"
+    deb="$(download_kernel "$kpkg")"
   fi
+  [[ -n $deb ]] || { log "apt-get download $kpkg failed"; exit 1; }
   log "unpacking $(basename "$deb")"
   rm -rf "$kdir"
   mkdir -p "$kdir"
