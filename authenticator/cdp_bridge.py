@@ -18,8 +18,9 @@ While attached, Chromium signs, not our core: faults that change a signature, fl
 authData (``bad-signature``, ``up-0``, ...) do not apply, nor do credProtect,
 hmac-secret/PRF outputs, credBlob or large blobs. Counter faults apply at import:
 ``counter-regress`` makes the next browser assertion go back by one, ``counter-reset``
-restarts it at 1. Chromium always increments counters, so ``counter_mode="zero"`` profiles
-show 1, 2, ... in the browser. The virtual authenticator belongs to one tab (CDP target);
+restarts it at 1. Chromium always increments counters (registration included), so
+``counter_mode="zero"`` profiles (synced-passkey) show 1, 2, ... in the browser and 0 again
+through our core: an RP that checks counters takes that 0 for a clone. The virtual authenticator belongs to one tab (CDP target);
 pages opened later need their own bridge.
 """
 
@@ -88,10 +89,16 @@ def virtual_authenticator_options(
     }
 
 
+def _counter_key(auth: Authenticator, cred: Credential) -> bytes:
+    """Where the browser's counter lives in our store. Chromium cannot sign with counter 0,
+    so ``counter_mode="zero"`` credentials keep the browser's counter under their own id
+    (the core never reads it) and a re-import continues from it instead of replaying."""
+    return auth.counter_key(cred) or cred.id
+
+
 def _import_count(auth: Authenticator, cred: Credential) -> int:
     """The signCount to hand Chromium (it adds one before its next signature)."""
-    key = auth.counter_key(cred)
-    value = auth.counters.peek(key) if key is not None else 0
+    value = auth.counters.peek(_counter_key(auth, cred))
     faults = auth.faults
     if faults.counter_reset:
         return 0
@@ -154,8 +161,8 @@ def apply_export(auth: Authenticator, credentials: list[dict[str, Any]]) -> Expo
         if cred is None:
             cred = _add_record(auth, c, cred_id, rp_id, rp_id_hash)
             result.added.append(cred_id)
-        key = auth.counter_key(cred)
-        if key is not None and count > auth.counters.peek(key):
+        key = _counter_key(auth, cred)
+        if count > auth.counters.peek(key):
             auth.counters.set(key, count)
             result.counters[cred_id] = count
     return result

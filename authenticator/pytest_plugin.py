@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -106,7 +106,7 @@ def webauthn_client(fido_device, fido_authenticator):
 # -- browsers ------------------------------------------------------------------------------
 
 
-def browser_unavailable(reason: str) -> None:
+def browser_unavailable(reason: str) -> NoReturn:
     """Skip, or fail when CI promised a browser (``FIDO_EMU_REQUIRE_BROWSER=1``)."""
     if os.environ.get("FIDO_EMU_REQUIRE_BROWSER", "").lower() in ("1", "true", "yes"):
         pytest.fail(f"browser required (FIDO_EMU_REQUIRE_BROWSER=1) but {reason}")

@@ -25,14 +25,31 @@ def add_store_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="authenticator profile (default: security-key, or the one the store was made with)",
     )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        metavar="FIELD=VALUE",
+        default=[],
+        help="override a Config field of the profile, e.g. --set builtin_uv=true "
+        "--set counter_mode=global --set algorithms=-8,-7 (repeatable)",
+    )
 
 
-def add_presence_option(p: argparse.ArgumentParser, default: str) -> None:
+def add_presence_option(p: argparse.ArgumentParser, default: str, web: bool = False) -> None:
+    """``web`` offers ``--presence web`` (verbs that serve the dashboard)."""
     p.add_argument(
         "--presence",
-        choices=["auto", "prompt", "deny"],
+        choices=["auto", "prompt", "deny", "gpio", *(["web"] if web else [])],
         default=default,
-        help=f"how user presence is answered (default: {default})",
+        help=f"how user presence is answered (default: {default}"
+        + ("; web: the dashboard's buttons" if web else "") + ")",
+    )
+    p.add_argument(
+        "--gpio-chip", default="/dev/gpiochip0", help="--presence gpio: the GPIO chip device"
+    )
+    p.add_argument(
+        "--gpio-line", type=int, default=17, help="--presence gpio: the button's line (BCM number)"
     )
     p.add_argument(
         "--uv",
@@ -51,6 +68,21 @@ def make_presence(args: argparse.Namespace) -> Presence:
         from authenticator.cli.prompt import TerminalPresence
 
         return TerminalPresence(uv_outcome=uv)
+    if mode == "gpio":
+        from authenticator.cli import CliError
+
+        try:
+            from authenticator.cli.gpio import GpioButtonPresence
+
+            return GpioButtonPresence(args.gpio_chip, args.gpio_line, uv_outcome=uv)
+        except ImportError as e:
+            raise CliError("--presence gpio needs the gpiod package (pip install gpiod)") from e
+        except OSError as e:
+            raise CliError(f"cannot open GPIO {args.gpio_chip} line {args.gpio_line}: {e}") from e
+    if mode == "web":
+        from authenticator.dashboard.presence import WebPresence
+
+        return WebPresence()
     return AutoApprove(uv_outcome=uv)
 
 
@@ -77,7 +109,13 @@ def make_authenticator(args: argparse.Namespace, **overrides) -> Authenticator:
     profile = getattr(args, "profile", None) or (saved.decode() if saved else "security-key")
     if saved is None or saved.decode() != profile:
         store.set_state(PROFILE_STATE, profile.encode())
-    config = Config.for_profile(profile, **overrides)
+    overrides = {**parse_overrides(getattr(args, "overrides", None) or []), **overrides}
+    try:
+        config = Config.for_profile(profile, **overrides)
+    except TypeError as e:
+        from authenticator.cli import CliError
+
+        raise CliError(f"bad --set: {e}") from e
     auth = Authenticator(config, store, make_presence(args))
     for spec in getattr(args, "fault", None) or []:
         try:
@@ -87,6 +125,43 @@ def make_authenticator(args: argparse.Namespace, **overrides) -> Authenticator:
 
             raise CliError(str(e)) from e
     return auth
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``FIELD=VALUE`` pairs -> Config keyword arguments, typed by the field's default."""
+    import dataclasses
+
+    from authenticator.cli import CliError
+
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    defaults = Config()
+    out: dict = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in fields or name in ("profile", "extra"):
+            raise CliError(f"bad --set {item!r}: expected FIELD=VALUE with a Config field")
+        current = getattr(defaults, name)
+        try:
+            if isinstance(current, bool):
+                if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(raw)
+                value = raw.lower() in ("true", "1", "yes")
+            elif isinstance(current, bytes):
+                value = bytes.fromhex(raw.replace("-", ""))
+            elif isinstance(current, tuple):
+                parts = [p for p in raw.split(",") if p]
+                value = tuple(int(p) if p.lstrip("-").isdigit() else p for p in parts)
+            elif isinstance(current, int) or name == "reset_window":
+                value = None if raw.lower() == "none" else (float(raw) if "." in raw else int(raw))
+            elif isinstance(current, float):
+                value = float(raw)
+            else:
+                value = raw
+        except ValueError as e:
+            raise CliError(f"bad --set {item!r}: {e}") from e
+        out[name] = value
+    return out
 
 
 def env_flag(name: str) -> bool:

@@ -15,6 +15,7 @@ import signal
 import sys
 
 from authenticator.cli.common import add_presence_option, add_store_options
+from authenticator.dashboard import add_dashboard_options
 
 log = logging.getLogger("fido_emu")
 TRANSPORTS = ("udp", "uhid", "gadget")
@@ -40,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--udc", default=None, help="gadget: the UDC to bind (default: the first one)")
     p.add_argument("--fault", action="append", metavar="SPEC", help="inject a fault (repeatable)")
     add_store_options(p)
-    add_presence_option(p, "prompt")
+    add_presence_option(p, "prompt", web=True)
+    add_dashboard_options(p)
     p.set_defaults(func=run)
 
     g = sub.add_parser("gadget", help="create or remove the configfs USB HID gadget")
@@ -108,6 +110,7 @@ async def serve(args: argparse.Namespace, auth) -> None:
 
             transports.append(GadgetTransport(auth, _gadget_config(args), **opts))
     started = []
+    dashboard = None
     try:
         for t in transports:
             try:
@@ -125,6 +128,12 @@ async def serve(args: argparse.Namespace, auth) -> None:
                 t.engine.power_cycle()  # drops channels, then the core's volatile state
 
         loop.add_signal_handler(signal.SIGUSR1, power_cycle)
+        if args.dashboard:
+            from authenticator.dashboard import start_dashboard
+
+            dashboard = await start_dashboard(
+                auth, args, transports=list(dict.fromkeys(args.transport)), power_cycle=power_cycle
+            )
         names = ", ".join(dict.fromkeys(args.transport))
         print(
             f"fido-emu: serving profile {auth.config.profile} over {names} "
@@ -133,6 +142,8 @@ async def serve(args: argparse.Namespace, auth) -> None:
         )
         await stop.wait()
     finally:
+        if dashboard is not None:
+            await dashboard.close()
         for t in reversed(started):
             await t.close()
 
@@ -143,6 +154,10 @@ def run(args: argparse.Namespace) -> int:
     if args.verbose == 0:
         logging.getLogger("fido_emu").setLevel(logging.INFO)
         logging.getLogger("transports").setLevel(logging.INFO)
+    if args.presence == "web" and not args.dashboard:
+        from authenticator.cli import CliError
+
+        raise CliError("--presence web needs --dashboard (the page answers presence)")
     auth = make_authenticator(args)
     try:
         asyncio.run(serve(args, auth))
