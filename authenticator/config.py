@@ -58,6 +58,10 @@ class Config:
     reset_window: float | None = 10.0  # authenticatorReset only this long after power-up
     pin_token_lifetime: float = 600.0
     enterprise_attestation: bool = False
+    # Account choice on the authenticator (a phone, a key with a display): discoverable
+    # getAssertion answers with the newest credential and userSelected=true, so clients
+    # (Chromium) need no account picker of their own.
+    select_account_on_device: bool = False
     enterprise_rp_ids: tuple[str, ...] = ()
     firmware_version: int = 0x00010000
     extensions: tuple[str, ...] = (
@@ -110,6 +114,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         client_pin=False,
         u2f=False,
         algorithms=(-7, -8),
+        select_account_on_device=True,  # the phone shows its own account picker
     ),
     # A device-bound platform authenticator (Windows Hello-like): internal, UV built in.
     "platform": dict(
@@ -124,5 +129,6 @@ PROFILES: dict[str, dict[str, Any]] = {
         client_pin=False,
         u2f=False,
         algorithms=(-7, -257),
+        select_account_on_device=True,  # the OS shows its own account picker
     ),
 }

@@ -166,7 +166,9 @@ async def handle(auth: Authenticator, params: dict, call: Call) -> bytes:
         auth.pin.token_used()
 
     first = _assert(auth, call, creds[0], rp_id, cdh, up, uv, ext_in, discovery)
-    if discovery and len(creds) > 1:
+    if discovery and cfg.select_account_on_device:
+        first[0x06] = True  # userSelected: the "user" picked the newest account on the device
+    elif discovery and len(creds) > 1:
         first[0x05] = len(creds)
         auth.next_assertion = NextAssertionState(
             rp_id, cdh, creds[1:], up, uv, ext_in, auth.clock()

@@ -169,3 +169,21 @@ def test_silent_assertion_clears_up(make_device):
     assert not data.is_user_present()
     pub = att.auth_data.credential_data.public_key
     pub.verify(res.auth_data + sha256(b"d").digest(), res.signature)  # raises if invalid
+
+
+def test_select_account_on_device_returns_one_user_selected(make_device):
+    from hashlib import sha256
+
+    import cbor2
+    from fido2.ctap2 import Ctap2
+
+    auth, dev = make_device(Config(select_account_on_device=True))
+    ctap = Ctap2(dev)
+    for i in range(2):
+        ctap.make_credential(
+            sha256(b"c").digest(), {"id": "example.com"}, {"id": bytes([i]), "name": f"u{i}"},
+            [{"type": "public-key", "alg": -7}], options={"rk": True},
+        )
+    raw = dev.call(0x10, b"\x02" + cbor2.dumps({1: "example.com", 2: sha256(b"d").digest()}))
+    resp = cbor2.loads(raw[1:])
+    assert resp[6] is True and 5 not in resp and resp[4]["id"] == b"\x01"

@@ -15,8 +15,11 @@ run_config() {  # name strict emulator-args... -- steps...
   grep -E "makeCredential|getAssertion|clientPIN" /tmp/emu-$name.log | sed "s/^/EMU $name: /" | tail -n 12
   kill -TERM $EMU; wait $EMU; sleep 1
 }
-# built-in UV, no clientPIN: every flow must work headless
-run_config builtin-uv 1 --set builtin_uv=true --set client_pin=false -- register-rk signin reauth
+# built-in UV, no clientPIN, account chosen on the device (userSelected): every flow must
+# work headless
+run_config builtin-uv 1 --set builtin_uv=true --set client_pin=false --set select_account_on_device=true -- register-rk signin reauth
+# the same without userSelected: Chromium shows its own account sheet (reported only)
+run_config builtin-uv-picker 0 --set builtin_uv=true --set client_pin=false -- register-rk signin
 # a plain security key (clientPIN supported, no PIN set, no built-in UV): non-discoverable
 # must work; the discoverable flow is reported as Chromium handles it
 run_config plain-key 1 -- register-nonrk reauth-bob
