@@ -18,7 +18,7 @@ from authenticator.cli.common import add_presence_option, add_store_options
 from authenticator.dashboard import add_dashboard_options
 
 log = logging.getLogger("fido_emu")
-TRANSPORTS = ("udp", "uhid", "gadget")
+TRANSPORTS = ("udp", "uhid", "gadget", "ble")
 
 
 def _address(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -39,6 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pid", type=lambda s: int(s, 0), default=None, help="USB product id (VID is 0x1209)")
     p.add_argument("--name", default=None, help="HID device name (UHID) / product string (gadget)")
     p.add_argument("--udc", default=None, help="gadget: the UDC to bind (default: the first one)")
+    p.add_argument("--ble-adapter", default=None, help="BLE: BlueZ adapter, e.g. hci0 (default: first)")
+    p.add_argument("--ble-pairing", choices=["just-works", "passkey", "none"], default="just-works")
+    p.add_argument(
+        "--ble-cpl", type=int, default=None,
+        help="BLE: cap fidoControlPointLength (20..512; default ATT MTU - 3)",
+    )
     p.add_argument("--fault", action="append", metavar="SPEC", help="inject a fault (repeatable)")
     add_store_options(p)
     add_presence_option(p, "prompt", web=True)
@@ -105,6 +111,15 @@ async def serve(args: argparse.Namespace, auth) -> None:
             if args.name:
                 dev.name = args.name
             transports.append(UhidTransport(auth, dev, **opts))
+        elif name == "ble":
+            try:
+                from transports.ble.peripheral import BlePeripheralTransport
+            except ImportError as e:
+                raise CliError(f"BLE needs the ble extra ({e.name}): pip install 'fido-emulator[ble]'") from e
+            transports.append(BlePeripheralTransport(
+                auth, adapter=args.ble_adapter, name=args.name or "fido-emu",
+                control_point_length=args.ble_cpl, pairing=args.ble_pairing, **opts,
+            ))
         else:
             from transports.gadget import GadgetTransport
 

@@ -1,6 +1,8 @@
 """FIDO BLE transport (CTAP "Bluetooth Smart / Bluetooth Low Energy" binding).
 
-Only the I/O-free framing lives here so far; the GATT peripheral (BlueZ over D-Bus) comes later.
+framing: I/O-free fragmentation/reassembly; session: the authenticator's protocol logic per link
+(no D-Bus); peripheral: the GATT server on BlueZ (dbus-fast); central: a bleak client exposed
+as a python-fido2 CtapDevice. peripheral/central need the [ble] extra and are not imported here.
 """
 
 from transports.ble.framing import (
