@@ -14,11 +14,32 @@ GLOBAL_KEY = b"\x00global"
 
 
 class Counters:
+    """Several processes may share one store (``fido-emu run`` plus the CLI): when another
+    connection has written, cached counters are re-read and jump past its leases, so no
+    process hands out a value another one may already have used."""
+
     def __init__(self, store: CredentialStore, lease: int = 64) -> None:
         self._store = store
         self._lease_size = max(1, lease)
         self._current: dict[bytes, int] = {}
         self._lease: dict[bytes, int] = {}
+        self._generation = getattr(store, "generation", None)
+        self._seen = self._generation() if self._generation else 0
+        self._stale: set[bytes] = set()
+
+    def _check_others(self, key: bytes) -> None:
+        if self._generation is None:
+            return
+        gen = self._generation()
+        if gen != self._seen:
+            self._seen = gen
+            self._stale = set(self._current)
+        if key in self._stale:
+            self._stale.discard(key)
+            lease = self._store.load_counter(key) or 0
+            if lease > self._lease.get(key, 0):
+                self._current[key] = lease
+                self._lease[key] = lease
 
     def _load(self, key: bytes) -> int:
         if key not in self._current:
@@ -31,6 +52,7 @@ class Counters:
         return self._load(key)
 
     def next(self, key: bytes) -> int:
+        self._check_others(key)
         value = self._load(key) + 1
         if value > self._lease[key]:
             lease = value + self._lease_size

@@ -170,6 +170,11 @@ class SqliteStore:
             self._version = version
             self._invalidate()
 
+    def generation(self) -> int:
+        """Changes whenever another connection (another process) committed a write."""
+        self._fresh()
+        return self._version
+
     def _invalidate(self) -> None:
         self._by_id.clear()
         self._by_rp.clear()

@@ -100,6 +100,7 @@ def open_store_from(args: argparse.Namespace):
 
 
 PROFILE_STATE = "cli.profile"
+OVERRIDES_STATE = "cli.overrides"
 
 
 def make_authenticator(args: argparse.Namespace, **overrides) -> Authenticator:
@@ -109,7 +110,15 @@ def make_authenticator(args: argparse.Namespace, **overrides) -> Authenticator:
     profile = getattr(args, "profile", None) or (saved.decode() if saved else "security-key")
     if saved is None or saved.decode() != profile:
         store.set_state(PROFILE_STATE, profile.encode())
-    overrides = {**parse_overrides(getattr(args, "overrides", None) or []), **overrides}
+    # --set overrides are remembered by the store, like its profile, so later commands on
+    # the same store see the same authenticator
+    given = getattr(args, "overrides", None) or []
+    if given:
+        store.set_state(OVERRIDES_STATE, "\n".join(given).encode())
+    else:
+        saved_overrides = store.get_state(OVERRIDES_STATE)
+        given = saved_overrides.decode().splitlines() if saved_overrides else []
+    overrides = {**parse_overrides(given), **overrides}
     try:
         config = Config.for_profile(profile, **overrides)
     except TypeError as e:

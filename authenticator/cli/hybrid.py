@@ -3,13 +3,15 @@
 ``hybrid scan`` plays the phone: it takes the desktop's ``FIDO:/`` QR text (or an image
 of the QR code), reaches the tunnel server the QR names (or ``--tunnel-url``), and answers
 one makeCredential/getAssertion from the store. The BLE advert that proves proximity is
-printed (hex) until the BLE peripheral transport can send it; desktops that insist on
-seeing it over the air will wait for it.
+printed (hex), and with ``--ble`` also broadcast through BlueZ until the desktop's handshake
+arrives (if BLE is unavailable, it is only printed, and desktops that need it over the air
+will wait).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from authenticator.cli.common import add_presence_option, add_store_options
@@ -30,9 +32,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("qr", nargs="?", help="the QR text, FIDO:/<digits>")
     s.add_argument("--qr-image", metavar="FILE", help="read the QR code from an image")
     s.add_argument("--tunnel-url", help="tunnel server base URL override, e.g. ws://127.0.0.1:8080")
+    s.add_argument(
+        "--ble", action="store_true",
+        help="send the advert over BLE (BlueZ); falls back to printing it when BLE is unavailable",
+    )  # fmt: skip
+    s.add_argument("--adapter", help="BlueZ adapter for --ble, e.g. hci0 (default: the first)")
+    s.add_argument(
+        "--google-uuid", action="store_true",
+        help="advertise under 0xFDE2 (older Chromium, iOS 16) instead of 0xFFF9",
+    )  # fmt: skip
     add_store_options(s)
     add_presence_option(s, "prompt")
     s.set_defaults(func=run_scan)
+
+    q = verbs.add_parser(
+        "qr", help="act as the desktop: show a FIDO:/ QR code, find the phone, register or sign in"
+    )
+    q.add_argument("--request", choices=["mc", "ga"], default="mc",
+                   help="mc: register a discoverable passkey; ga: sign in with one (default mc)")
+    q.add_argument("--rp-id", default="example.com", help="relying party id (default example.com)")
+    q.add_argument("--origin", help="client origin (default https://<rp-id>)")
+    q.add_argument("--tunnel-url", help="tunnel server base URL override, e.g. ws://127.0.0.1:8080")
+    q.add_argument("--ble", action="store_true",
+                   help="find the phone's advert with a BLE scan (else: paste its hex on stdin)")
+    q.add_argument("--adapter", help="BlueZ adapter for --ble, e.g. hci1 (default: the first)")
+    q.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds to wait for the phone (default 120)")
+    q.set_defaults(func=run_qr)  # fmt: skip
 
 
 def run_tunnel_server(args: argparse.Namespace) -> int:
@@ -101,15 +127,154 @@ def run_scan(args: argparse.Namespace) -> int:
     except (QrError, ValueError) as e:
         raise CliError(f"not a valid hybrid QR code: {e}") from e
     auth = make_authenticator(args)
-
-    def advertise(service_data: bytes) -> None:
-        print(f"BLE advert (service data for UUID 0xFFF9): {service_data.hex()}", file=sys.stderr, flush=True)
-
     try:
-        asyncio.run(run_authenticator(payload, auth, advertise, tunnel_url=args.tunnel_url))
+        asyncio.run(_scan_session(args, payload, auth, run_authenticator))
     except (HybridError, OSError) as e:
         raise CliError(f"hybrid session failed: {e}") from e
     finally:
         auth.store.close()
     print("hybrid session finished", file=sys.stderr)
+    return 0
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+async def _open_advertiser(args: argparse.Namespace):
+    """A started HybridAdvertiser, or None (with the reason on stderr) when BLE is unavailable."""
+    try:
+        from transports.hybrid.advert import SERVICE_UUID_FIDO, SERVICE_UUID_GOOGLE
+        from transports.hybrid.ble_advertiser import HybridAdvertiser
+    except ImportError as e:
+        _say(f"BLE unavailable ({e.name} not installed); printing the advert instead")
+        return None
+    uuid = SERVICE_UUID_GOOGLE if args.google_uuid else SERVICE_UUID_FIDO
+    advertiser = HybridAdvertiser(adapter=args.adapter, service_uuid=uuid, adapter_timeout=10.0)
+    try:
+        await advertiser.open()
+    except Exception as e:  # no system bus, no bluetoothd, no such adapter
+        _say(f"BLE unavailable ({e}); printing the advert instead")
+        return None
+    return advertiser
+
+
+async def _scan_session(args: argparse.Namespace, payload, auth, run_authenticator) -> None:
+    advertiser = await _open_advertiser(args) if args.ble else None
+    uuid = "0xFDE2" if args.google_uuid else "0xFFF9"
+
+    def advertise(service_data: bytes):
+        _say(f"BLE advert (service data for UUID {uuid}): {service_data.hex()}")
+        if advertiser is None:
+            return None
+        _say(f"advertising over BLE on {advertiser.adapter_path} until the desktop connects")
+        return advertiser.advertising(service_data)
+
+    try:
+        await run_authenticator(payload, auth, advertise, tunnel_url=args.tunnel_url)
+    finally:
+        if advertiser is not None:
+            await advertiser.close()
+
+
+def _show_qr(text: str) -> None:
+    """The QR text on stdout (for scripts); the code itself on stderr when segno is installed."""
+    print(text, flush=True)
+    try:
+        import segno
+    except ImportError:
+        return
+    segno.make(text, error="l").terminal(out=sys.stderr, compact=True)
+
+
+async def _stdin_adverts():
+    """Adverts pasted on stdin: hex, or a whole "BLE advert (...): <hex>" line from hybrid scan."""
+    import asyncio
+
+    while line := await asyncio.to_thread(sys.stdin.readline):
+        try:
+            yield bytes.fromhex(line.strip().rsplit(" ", 1)[-1])
+        except ValueError:
+            _say("not an advert (hex expected); ignored")
+
+
+def run_qr(args: argparse.Namespace) -> int:
+    import json
+
+    from authenticator.cli import CliError
+
+    try:
+        from fido2.client import ClientError, DefaultClientDataCollector, Fido2Client
+        from fido2.ctap import CtapError
+        from fido2.server import Fido2Server
+        from fido2.utils import websafe_encode
+        from fido2.webauthn import (
+            PublicKeyCredentialRpEntity,
+            PublicKeyCredentialUserEntity,
+            ResidentKeyRequirement,
+            UserVerificationRequirement,
+        )
+
+        from transports.hybrid.client_role import (
+            HybridClient,
+            HybridClientError,
+            HybridCtapDevice,
+        )
+    except ImportError as e:
+        raise CliError(f"the hybrid extra is not installed ({e.name})") from e
+    if args.ble:
+        try:
+            from transports.hybrid.ble_scanner import scan_adverts
+        except ImportError as e:
+            raise CliError(f"--ble needs the ble extra ({e.name})") from e
+
+        def adverts():
+            return scan_adverts(args.adapter)
+    else:
+        adverts = _stdin_adverts
+
+    client = HybridClient(tunnel_url=args.tunnel_url, request_type=args.request)
+    _show_qr(client.qr_url)
+    source = "its BLE advert" if args.ble else "its advert (hex) on stdin"
+    _say(f"scan this with the phone; waiting for {source}")
+    try:
+        device = HybridCtapDevice.open(client, adverts, timeout=args.timeout)
+    except (HybridClientError, OSError, TimeoutError) as e:
+        raise CliError(f"could not reach the phone: {e!r}") from e
+    rp = Fido2Server(PublicKeyCredentialRpEntity(id=args.rp_id, name=args.rp_id))
+    collector = DefaultClientDataCollector(args.origin or f"https://{args.rp_id}")
+    try:
+        fido = Fido2Client(device, collector)
+        if args.request == "mc":
+            user = PublicKeyCredentialUserEntity(id=os.urandom(16), name="user", display_name="User")
+            options, state = rp.register_begin(
+                user, resident_key_requirement=ResidentKeyRequirement.REQUIRED,
+                user_verification=UserVerificationRequirement.PREFERRED,
+            )  # fmt: skip
+            auth_data = rp.register_complete(state, fido.make_credential(options.public_key))
+            cred = auth_data.credential_data
+            assert cred is not None
+            result = {
+                "credentialId": websafe_encode(cred.credential_id),
+                "aaguid": str(cred.aaguid),
+                "userVerified": auth_data.is_user_verified(),
+                "backupEligible": auth_data.is_backup_eligible(),
+                "verified": True,
+            }
+        else:
+            options, _state = rp.authenticate_begin(
+                user_verification=UserVerificationRequirement.PREFERRED
+            )
+            response = fido.get_assertion(options.public_key).get_response(0)
+            user_handle = response.response.user_handle
+            result = {
+                "credentialId": websafe_encode(response.raw_id),
+                "userHandle": websafe_encode(user_handle) if user_handle else None,
+                "verified": False,  # the public key is the RP's; this shell has none to check
+            }
+    except (ClientError, CtapError, ValueError) as e:
+        raise CliError(f"{args.request} over hybrid failed: {e}") from e
+    finally:
+        device.close()
+    print(json.dumps(result), flush=True)
     return 0

@@ -18,11 +18,13 @@ run_config() {  # name strict emulator-args... -- steps...
 # built-in UV, no clientPIN, account chosen on the device (userSelected): every flow must
 # work headless
 run_config builtin-uv 1 --set builtin_uv=true --set client_pin=false --set select_account_on_device=true -- register-rk signin reauth
+# the credential Chromium registered over USB, used through the CLI on the same store
+$PY tests/browser/vm_cli_signin.py /tmp/builtin-uv.db "$PY" || { echo "CHECK FAIL cli-signin-same-store"; rc=1; }
 # the same without userSelected: Chromium shows its own account sheet (reported only)
 run_config builtin-uv-picker 0 --set builtin_uv=true --set client_pin=false -- register-rk signin
 # a plain security key (clientPIN supported, no PIN set, no built-in UV): non-discoverable
 # must work; the discoverable flow is reported as Chromium handles it
 run_config plain-key 1 -- register-nonrk reauth-bob
-run_config plain-key-rk 0 -- register-rk signin
+run_config plain-key-rk 0 -- register-rk
 echo "ROAMING DONE rc=$rc"
 exit $rc

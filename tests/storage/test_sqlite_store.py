@@ -130,3 +130,15 @@ def test_sigkill_never_rolls_counter_back(tmp_path):
         last = seen[-1]
     store = SqliteStore(db)
     assert len(store.credentials_for_rp(sha256(b"example.com").digest())) == 1
+
+
+def test_two_processes_on_one_store_never_reuse_counter_values(tmp_path):
+    """`fido-emu run` and the CLI may share a store: interleaved signing stays monotonic."""
+    path = tmp_path / "shared.db"
+    a = Authenticator(Config(counter_lease=4), SqliteStore(path))
+    make_rk(a)
+    b = Authenticator(Config(counter_lease=4), SqliteStore(path))
+    seen = []
+    for i in range(30):
+        seen.append(assert_once(a if i % 3 else b).counter)
+    assert seen == sorted(seen) and len(set(seen)) == len(seen), seen
