@@ -100,7 +100,7 @@ async def serve(args: argparse.Namespace, auth) -> None:
 
             transports.append(UdpTransport(
                 auth, listen=(args.udp_host, args.udp_port),
-                reply_to=(args.udp_reply_host, args.udp_reply_port), **opts,
+                reply_to=(args.udp_reply_host, args.udp_reply_port), transport="udp", **opts,
             ))
         elif name == "uhid":
             from transports.uhid import UhidDevice, UhidTransport

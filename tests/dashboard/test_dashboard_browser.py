@@ -129,7 +129,7 @@ def test_approve_deny_table_delete_log_and_forgery(fido_chromium, tmp_path):
             pending = pool.submit(register, dev, "alice", PIN)
             card = page.wait_for_selector(".presence-card", timeout=15_000)
             text = card.text_content() or ""
-            assert "makeCredential" in text and "example.com" in text and "alice" in text and "usb" in text
+            assert "makeCredential" in text and "example.com" in text and "alice" in text and "udp" in text
             shot(page, "dashboard-presence")
             card.query_selector("button[data-answer=approve]").click()
             alice = pending.result(timeout=30)
