@@ -1,7 +1,9 @@
 """The phone's side of hybrid: scan a QR code, advertise over BLE, answer CTAP through a tunnel.
 
-The BLE peripheral is abstract here: ``advertise`` receives the 20-byte service data to send
-under UUID 0xFFF9 (a later BlueZ peripheral does it for real; tests just hand it to the client).
+The BLE radio is abstract here: ``advertise`` receives the 20-byte service data to send under
+UUID 0xFFF9. It may return an async context manager, which is held until the handshake is done
+(:class:`~transports.hybrid.ble_advertiser.HybridAdvertiser` does this over BlueZ); tests just
+hand the bytes to the client.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import inspect
 import logging
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
@@ -26,7 +30,7 @@ from transports.hybrid.tunnel_client import open_tunnel, recv_binary
 
 log = logging.getLogger(__name__)
 
-Advertiser = Callable[[bytes], Awaitable[None] | None]
+Advertiser = Callable[[bytes], Awaitable[None] | AbstractAsyncContextManager[Any] | None]
 GET_INFO = b"\x04"
 
 
@@ -34,9 +38,13 @@ class HybridError(Exception):
     """The hybrid session could not be set up."""
 
 
-async def _call(callback: Callable[[bytes], Awaitable[None] | None], data: bytes) -> None:
+async def _advertise(stack: AsyncExitStack, callback: Advertiser, data: bytes) -> None:
+    """Run the callback; an async context manager it returns stays entered until the
+    handshake is over (a real radio stops advertising then)."""
     result = callback(data)
-    if inspect.isawaitable(result):
+    if isinstance(result, AbstractAsyncContextManager):
+        await stack.enter_async_context(result)
+    elif inspect.isawaitable(result):
         await result
 
 
@@ -66,16 +74,18 @@ async def run_authenticator(
         if len(routing_id) != 3:
             raise HybridError("tunnel server sent no valid routing id")
         plaintext = advert.Eid.new(routing_id, tunnel_server_id).to_bytes()
-        await _call(advertise, advert.encrypt(keys.eid_key(secret), plaintext))
-
         responder = Responder(keys.psk(secret, plaintext), peer_identity=peer_identity)
-        try:
-            async with asyncio.timeout(handshake_timeout):
-                message = await recv_binary(ws)
-            response, result = responder.respond(message)
-        except (HandshakeError, ValueError, TimeoutError, ConnectionClosed) as exc:
-            raise HybridError(f"handshake failed: {exc!r}") from exc
-        await ws.send(response)
+        async with AsyncExitStack() as advertising:
+            await _advertise(
+                advertising, advertise, advert.encrypt(keys.eid_key(secret), plaintext)
+            )
+            try:
+                async with asyncio.timeout(handshake_timeout):
+                    message = await recv_binary(ws)
+                response, result = responder.respond(message)
+            except (HandshakeError, ValueError, TimeoutError, ConnectionClosed) as exc:
+                raise HybridError(f"handshake failed: {exc!r}") from exc
+            await ws.send(response)  # answer first: stopping the advert is a D-Bus round trip
         crypter = Crypter(read_key=result.read_key, write_key=result.write_key)
 
         info = await handler.handle_cbor(GET_INFO, CommandContext(transport="hybrid"))

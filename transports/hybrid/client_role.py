@@ -105,10 +105,15 @@ class HybridClient:
             if found is None:
                 raise HybridClientError("advert does not belong to this QR code")
             return found
-        async for data in adverts:
-            found = self.match_advert(data)
-            if found is not None:
-                return found
+        try:
+            async for data in adverts:
+                found = self.match_advert(data)
+                if found is not None:
+                    return found
+        finally:
+            aclose = getattr(adverts, "aclose", None)
+            if aclose is not None:
+                await aclose()  # e.g. stop a BLE scan as soon as the phone is found
         raise HybridClientError("no matching advert seen")
 
 
@@ -154,6 +159,13 @@ class HybridSession:
         await self._ws.close()
 
 
+async def _cancel_other_tasks() -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class _LoopThread:
     """A private event loop on a daemon thread, for sync callers such as python-fido2."""
 
@@ -166,6 +178,10 @@ class _LoopThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def stop(self) -> None:
+        try:  # e.g. bleak's bus monitor, left behind by a BLE scan; quiet, not "destroyed"
+            self.submit(_cancel_other_tasks()).result(timeout=5)
+        except Exception:
+            pass
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
         if not self._thread.is_alive():
