@@ -117,6 +117,9 @@ class Authenticator:
         call = Call(ctx=ctx, command=name)
         start = self.clock()
         async with self._lock:
+            scope = getattr(self.store, "command_begin", None)
+            if scope is not None:
+                scope()
             try:
                 forced = self.faults.take_error()
                 if forced is not None:
@@ -140,6 +143,9 @@ class Authenticator:
             except Exception:  # the core never lets a traceback reach a client
                 log.exception("internal error in %s", name)
                 response, status = bytes([ERR.OTHER]), "OTHER"
+            finally:
+                if scope is not None:
+                    self.store.command_end()  # type: ignore[attr-defined]
         self._emit(call, status, start)
         return response
 

@@ -55,9 +55,12 @@ def load(alg: int, data: bytes) -> Any:
     raise ValueError(f"unsupported algorithm {alg}")
 
 
+_ECDSA = {alg: ec.ECDSA(spec[2]()) for alg, spec in _CURVES.items()}
+
+
 def sign(alg: int, key: Any, data: bytes) -> bytes:
     if alg in _CURVES:
-        return key.sign(data, ec.ECDSA(_CURVES[alg][2]()))
+        return key.sign(data, _ECDSA[alg])
     if alg == EDDSA:
         return key.sign(data)
     if alg == RS256:

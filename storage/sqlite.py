@@ -163,8 +163,20 @@ class SqliteStore:
         self._by_id: dict[bytes, CredentialRecord | None] = {}
         self._by_rp: dict[bytes, list[CredentialRecord]] = {}
         self._count: int | None = None
+        self._held = False
+
+    def command_begin(self) -> None:
+        """One freshness check for a whole CTAP command (commands run one at a time)."""
+        self._held = False
+        self._fresh()
+        self._held = True
+
+    def command_end(self) -> None:
+        self._held = False
 
     def _fresh(self) -> None:
+        if self._held:
+            return
         version = self._db.execute("PRAGMA data_version").fetchone()[0]
         if version != self._version:
             self._version = version

@@ -6,6 +6,13 @@ one makeCredential/getAssertion from the store. The BLE advert that proves proxi
 printed (hex), and with ``--ble`` also broadcast through BlueZ until the desktop's handshake
 arrives (if BLE is unavailable, it is only printed, and desktops that need it over the air
 will wait).
+
+Linking ("linked devices"): ``hybrid scan --link`` lets the phone send linking info when the
+QR code asks for it (its secrets stay sealed in the store); ``hybrid serve-linked`` then waits
+on the tunnel server for linked desktops. On the desktop side ``hybrid qr --link
+--save-pairing FILE`` keeps the phone's pairing (a secret: written 0600) and ``hybrid connect
+--pairing FILE`` reaches the phone again without a QR code. Only our tunnel server can tell a
+phone that a desktop is calling (``/cable/listen``); Google's uses FCM instead.
 """
 
 from __future__ import annotations
@@ -41,9 +48,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--google-uuid", action="store_true",
         help="advertise under 0xFDE2 (older Chromium, iOS 16) instead of 0xFFF9",
     )  # fmt: skip
+    s.add_argument("--link", action="store_true",
+                   help="send linking info if the QR code asks for it (see serve-linked)")
+    s.add_argument("--name", help="the name linked desktops show for this phone")
     add_store_options(s)
     add_presence_option(s, "prompt")
     s.set_defaults(func=run_scan)
+
+    w = verbs.add_parser("serve-linked", help="act as a linked phone: wait for linked desktops")
+    w.add_argument("--tunnel-url", required=True,
+                   help="our tunnel server's base URL, e.g. ws://127.0.0.1:8080")
+    w.add_argument("--sessions", type=int, help="exit after this many sessions (default: never)")
+    w.add_argument("--ble", action="store_true", help="send each advert over BLE, as scan --ble")
+    w.add_argument("--adapter", help="BlueZ adapter for --ble")
+    w.add_argument("--google-uuid", action="store_true", help="advertise under 0xFDE2")
+    add_store_options(w)
+    add_presence_option(w, "prompt")
+    w.set_defaults(func=run_serve_linked)  # fmt: skip
 
     q = verbs.add_parser(
         "qr", help="act as the desktop: show a FIDO:/ QR code, find the phone, register or sign in"
@@ -58,7 +79,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--adapter", help="BlueZ adapter for --ble, e.g. hci1 (default: the first)")
     q.add_argument("--timeout", type=float, default=120.0,
                    help="seconds to wait for the phone (default 120)")
-    q.set_defaults(func=run_qr)  # fmt: skip
+    q.add_argument("--link", action="store_true", help="ask the phone for linking info")
+    q.add_argument("--save-pairing", metavar="FILE",
+                   help="with --link: write the phone's pairing here (JSON, a secret, mode 0600)")
+    q.set_defaults(func=run_qr)
+
+    c = verbs.add_parser(
+        "connect", help="act as the desktop: reach a linked phone again, without a QR code"
+    )
+    c.add_argument("--pairing", metavar="FILE", required=True, help="from qr --save-pairing")
+    c.add_argument("--request", choices=["mc", "ga"], default="ga",
+                   help="mc: register a discoverable passkey; ga: sign in with one (default ga)")
+    c.add_argument("--rp-id", default="example.com", help="relying party id (default example.com)")
+    c.add_argument("--origin", help="client origin (default https://<rp-id>)")
+    c.add_argument("--tunnel-url", help="override the tunnel server URL stored in the pairing")
+    c.add_argument("--ble", action="store_true",
+                   help="find the phone's advert with a BLE scan (else: paste its hex on stdin)")
+    c.add_argument("--adapter", help="BlueZ adapter for --ble, e.g. hci1 (default: the first)")
+    c.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds to wait for the phone (default 120)")
+    c.set_defaults(func=run_connect)  # fmt: skip
 
 
 def run_tunnel_server(args: argparse.Namespace) -> int:
@@ -127,8 +167,13 @@ def run_scan(args: argparse.Namespace) -> int:
     except (QrError, ValueError) as e:
         raise CliError(f"not a valid hybrid QR code: {e}") from e
     auth = make_authenticator(args)
+    linking = None
+    if args.link:
+        from transports.hybrid.linking import LinkStore
+
+        linking = LinkStore(auth).load(name=args.name)
     try:
-        asyncio.run(_scan_session(args, payload, auth, run_authenticator))
+        asyncio.run(_scan_session(args, payload, auth, run_authenticator, linking))
     except (HybridError, OSError) as e:
         raise CliError(f"hybrid session failed: {e}") from e
     finally:
@@ -159,8 +204,7 @@ async def _open_advertiser(args: argparse.Namespace):
     return advertiser
 
 
-async def _scan_session(args: argparse.Namespace, payload, auth, run_authenticator) -> None:
-    advertiser = await _open_advertiser(args) if args.ble else None
+def _advertise_with(args: argparse.Namespace, advertiser):
     uuid = "0xFDE2" if args.google_uuid else "0xFFF9"
 
     def advertise(service_data: bytes):
@@ -170,11 +214,59 @@ async def _scan_session(args: argparse.Namespace, payload, auth, run_authenticat
         _say(f"advertising over BLE on {advertiser.adapter_path} until the desktop connects")
         return advertiser.advertising(service_data)
 
+    return advertise
+
+
+async def _scan_session(
+    args: argparse.Namespace, payload, auth, run_authenticator, linking=None
+) -> None:
+    advertiser = await _open_advertiser(args) if args.ble else None
     try:
-        await run_authenticator(payload, auth, advertise, tunnel_url=args.tunnel_url)
+        await run_authenticator(
+            payload, auth, _advertise_with(args, advertiser), tunnel_url=args.tunnel_url,
+            linking=linking,
+        )  # fmt: skip
     finally:
         if advertiser is not None:
             await advertiser.close()
+
+
+def run_serve_linked(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from authenticator.cli import CliError
+    from authenticator.cli.common import make_authenticator
+
+    try:
+        from transports.hybrid.authenticator_role import serve_linked
+        from transports.hybrid.linking import LinkStore
+    except ImportError as e:
+        raise CliError(f"the hybrid extra is not installed ({e.name})") from e
+    auth = make_authenticator(args)
+    try:
+        linking = LinkStore(auth).load(create=False)
+        if linking is None or not linking.pairing_ids:
+            raise CliError("no linked desktops in this store: run 'hybrid scan --link' first")
+
+        async def main() -> int:
+            advertiser = await _open_advertiser(args) if args.ble else None
+            try:
+                return await serve_linked(
+                    linking, auth, _advertise_with(args, advertiser), tunnel_url=args.tunnel_url,
+                    sessions=args.sessions,
+                    on_listening=lambda: _say("waiting for linked desktops"),
+                )  # fmt: skip
+            finally:
+                if advertiser is not None:
+                    await advertiser.close()
+
+        served = asyncio.run(main())
+    except OSError as e:
+        raise CliError(f"cannot reach the tunnel server: {e}") from e
+    finally:
+        auth.store.close()
+    _say(f"served {served} linked session(s)")
+    return 0
 
 
 def _show_qr(text: str) -> None:
@@ -204,6 +296,90 @@ def run_qr(args: argparse.Namespace) -> int:
     from authenticator.cli import CliError
 
     try:
+        from transports.hybrid.client_role import (
+            HybridClient,
+            HybridClientError,
+            HybridCtapDevice,
+        )
+    except ImportError as e:
+        raise CliError(f"the hybrid extra is not installed ({e.name})") from e
+    adverts = _advert_source(args)
+    if args.save_pairing and not args.link:
+        raise CliError("--save-pairing needs --link")
+    client = HybridClient(tunnel_url=args.tunnel_url, request_type=args.request, link=args.link)
+    _show_qr(client.qr_url)
+    source = "its BLE advert" if args.ble else "its advert (hex) on stdin"
+    _say(f"scan this with the phone; waiting for {source}")
+    try:
+        device = HybridCtapDevice.open(client, adverts, timeout=args.timeout)
+    except (HybridClientError, OSError, TimeoutError) as e:
+        raise CliError(f"could not reach the phone: {e!r}") from e
+    result = _ceremony(args, device)
+    if args.save_pairing:
+        if client.pairing is None:
+            _say("the phone sent no linking info; no pairing saved")
+        else:
+            _save_pairing(args.save_pairing, client.pairing.to_json())
+            _say(f"pairing with {client.pairing.name!r} saved to {args.save_pairing}")
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+def _advert_source(args: argparse.Namespace):
+    from authenticator.cli import CliError
+
+    if not args.ble:
+        return _stdin_adverts
+    try:
+        from transports.hybrid.ble_scanner import scan_adverts
+    except ImportError as e:
+        raise CliError(f"--ble needs the ble extra ({e.name})") from e
+    return lambda: scan_adverts(args.adapter)
+
+
+def _save_pairing(path: str, data: dict) -> None:
+    """Written 0600 from the start: it holds the link secret."""
+    import json
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+
+
+def run_connect(args: argparse.Namespace) -> int:
+    import json
+
+    from authenticator.cli import CliError
+
+    try:
+        from transports.hybrid.client_role import HybridClientError, HybridCtapDevice
+        from transports.hybrid.linking import LinkingError, Pairing
+    except ImportError as e:
+        raise CliError(f"the hybrid extra is not installed ({e.name})") from e
+    try:
+        with open(args.pairing) as f:
+            pairing = Pairing.from_json(json.load(f))
+    except (OSError, ValueError, LinkingError) as e:
+        raise CliError(f"cannot read the pairing {args.pairing}: {e}") from e
+    source = "its BLE advert" if args.ble else "its advert (hex) on stdin"
+    _say(f"calling {pairing.name!r}; waiting for {source}")
+    try:
+        device = HybridCtapDevice.open_linked(
+            pairing, _advert_source(args), request_type=args.request,
+            tunnel_url=args.tunnel_url, timeout=args.timeout,
+        )  # fmt: skip
+    except (HybridClientError, OSError, TimeoutError) as e:
+        raise CliError(f"could not reach the phone: {e!r}") from e
+    print(json.dumps(_ceremony(args, device)), flush=True)
+    return 0
+
+
+def _ceremony(args: argparse.Namespace, device) -> dict:
+    """One makeCredential or getAssertion through Fido2Client; closes the device."""
+    from authenticator.cli import CliError
+
+    try:
         from fido2.client import ClientError, DefaultClientDataCollector, Fido2Client
         from fido2.ctap import CtapError
         from fido2.server import Fido2Server
@@ -214,33 +390,9 @@ def run_qr(args: argparse.Namespace) -> int:
             ResidentKeyRequirement,
             UserVerificationRequirement,
         )
-
-        from transports.hybrid.client_role import (
-            HybridClient,
-            HybridClientError,
-            HybridCtapDevice,
-        )
     except ImportError as e:
+        device.close()
         raise CliError(f"the hybrid extra is not installed ({e.name})") from e
-    if args.ble:
-        try:
-            from transports.hybrid.ble_scanner import scan_adverts
-        except ImportError as e:
-            raise CliError(f"--ble needs the ble extra ({e.name})") from e
-
-        def adverts():
-            return scan_adverts(args.adapter)
-    else:
-        adverts = _stdin_adverts
-
-    client = HybridClient(tunnel_url=args.tunnel_url, request_type=args.request)
-    _show_qr(client.qr_url)
-    source = "its BLE advert" if args.ble else "its advert (hex) on stdin"
-    _say(f"scan this with the phone; waiting for {source}")
-    try:
-        device = HybridCtapDevice.open(client, adverts, timeout=args.timeout)
-    except (HybridClientError, OSError, TimeoutError) as e:
-        raise CliError(f"could not reach the phone: {e!r}") from e
     rp = Fido2Server(PublicKeyCredentialRpEntity(id=args.rp_id, name=args.rp_id))
     collector = DefaultClientDataCollector(args.origin or f"https://{args.rp_id}")
     try:
@@ -276,5 +428,4 @@ def run_qr(args: argparse.Namespace) -> int:
         raise CliError(f"{args.request} over hybrid failed: {e}") from e
     finally:
         device.close()
-    print(json.dumps(result), flush=True)
-    return 0
+    return result

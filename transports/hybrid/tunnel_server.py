@@ -3,7 +3,16 @@
 - ``GET /cable/new/<tunnel id hex>``: the phone. The reply carries ``X-caBLE-Routing-ID``
   (3 bytes, hex) which the phone puts in its BLE advert.
 - ``GET /cable/connect/<routing id hex>/<tunnel id hex>``: the desktop, once it has decrypted
-  the advert. Both sides must offer the ``fido.cable`` subprotocol.
+  the advert; or a linked phone answering a contact (below).
+- ``GET /cable/contact/<base64url contact id>`` with ``X-caBLE-Client-Payload``: a linked
+  desktop reconnecting without a QR code. Unknown contact ids get 410 (Chromium then forgets
+  the pairing). The server picks a routing and tunnel id, and tells the phone.
+- ``GET /cable/listen/<base64url contact id>`` (ours, not Google's): how a linked phone is told.
+  Google's server wakes the phone with an FCM message instead; here the phone keeps this
+  WebSocket open and receives one binary CBOR :class:`~transports.hybrid.linking.ContactNotice`
+  per desktop (queued while it is away); it may send back a 16-byte tunnel id to decline one.
+  A contact id becomes known when a phone first listens on it, and stays known (in memory).
+Every WebSocket must offer the ``fido.cable`` subprotocol.
 The server sees only ciphertext. Waits and sizes are bounded: a phone nobody joins within
 ``pair_timeout`` is closed, as is a tunnel idle for ``idle_timeout``; at most ``max_tunnels``
 exist at once; frames over ``max_message_size`` close the connection (1009).
@@ -29,12 +38,24 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from transports.hybrid.domains import ROUTING_ID_HEADER, SUBPROTOCOL
+from transports.hybrid.linking import (
+    CLIENT_PAYLOAD_HEADER,
+    MAX_CONTACT_ID_LEN,
+    TUNNEL_ID_LEN,
+    ClientPayload,
+    ContactNotice,
+    LinkingError,
+    unb64url,
+)
 
 log = logging.getLogger(__name__)
 
 _NEW = re.compile(r"^/cable/new/([^/]*)$")
 _CONNECT = re.compile(r"^/cable/connect/([^/]*)/([^/]*)$")
+_CONTACT = re.compile(r"^/cable/contact/([A-Za-z0-9_-]+)$")
+_LISTEN = re.compile(r"^/cable/listen/([A-Za-z0-9_-]+)$")
 _HEX = re.compile(r"^[0-9A-Fa-f]+$")
+MAX_QUEUED_CONTACTS = 16
 
 
 @dataclass
@@ -44,8 +65,20 @@ class _Tunnel:
     created: float
     peer: asyncio.Future[ServerConnection]
     done: asyncio.Event = field(default_factory=asyncio.Event)
-    started: bool = False  # the phone's handler runs
-    claimed: bool = False  # a desktop has been let in
+    started: bool = False  # the waiting side's handler runs (phone; desktop for a contact)
+    claimed: bool = False  # the joining side has been let in
+    contact_id: bytes | None = None  # set for tunnels opened by /cable/contact
+    client_payload: bytes = b""
+
+
+@dataclass
+class _Contact:
+    """A linked phone's contact id: its pending contacts and its listening socket, if any."""
+
+    queue: asyncio.Queue[_Tunnel] = field(
+        default_factory=lambda: asyncio.Queue(MAX_QUEUED_CONTACTS)
+    )
+    listener: ServerConnection | None = None
 
 
 def _parse_hex(value: str, size: int) -> bytes | None:
@@ -65,14 +98,17 @@ class TunnelServer:
         max_tunnels: int = 256,
         max_message_size: int = 64 * 1024,
         routing_ids: Callable[[], bytes] = lambda: os.urandom(3),
+        max_contacts: int = 1024,
     ) -> None:
         self.pair_timeout = pair_timeout
         self.idle_timeout = idle_timeout
         self.max_tunnels = max_tunnels
         self.max_message_size = max_message_size
         self._routing_ids = routing_ids
+        self.max_contacts = max_contacts
         self._tunnels: dict[tuple[bytes, bytes], _Tunnel] = {}
-        self._plans: dict[ServerConnection, tuple[str, _Tunnel]] = {}
+        self._contacts: dict[bytes, _Contact] = {}
+        self._plans: dict[ServerConnection, tuple[str, _Tunnel | bytes]] = {}
         self._server: Server | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -164,7 +200,45 @@ class TunnelServer:
             tunnel.claimed = True
             self._plans[connection] = ("connect", tunnel)
             return None
+        if match := _CONTACT.match(path):
+            return self._plan_contact(connection, request, match[1])
+        if match := _LISTEN.match(path):
+            try:
+                contact_id = unb64url(match[1])
+            except LinkingError:
+                return connection.respond(HTTPStatus.BAD_REQUEST, "bad contact id\n")
+            if not 0 < len(contact_id) <= MAX_CONTACT_ID_LEN:
+                return connection.respond(HTTPStatus.BAD_REQUEST, "bad contact id\n")
+            if contact_id not in self._contacts and len(self._contacts) >= self.max_contacts:
+                return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "too many contacts\n")
+            self._plans[connection] = ("listen", contact_id)
+            return None
         return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
+
+    def _plan_contact(
+        self, connection: ServerConnection, request: Request, encoded: str
+    ) -> Response | None:
+        try:
+            contact_id = unb64url(encoded)
+        except LinkingError:
+            return connection.respond(HTTPStatus.BAD_REQUEST, "bad contact id\n")
+        if contact_id not in self._contacts:
+            return connection.respond(HTTPStatus.GONE, "unknown contact id\n")
+        try:
+            raw = bytes.fromhex(request.headers.get(CLIENT_PAYLOAD_HEADER, ""))
+            ClientPayload.from_cbor(raw)
+        except (LinkingError, ValueError):
+            return connection.respond(HTTPStatus.BAD_REQUEST, "bad client payload\n")
+        self._sweep()
+        if len(self._tunnels) >= self.max_tunnels:
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "too many tunnels\n")
+        routing_id, tunnel_id = self._routing_ids(), os.urandom(TUNNEL_ID_LEN)
+        loop = asyncio.get_running_loop()
+        tunnel = _Tunnel(routing_id, tunnel_id, time.monotonic(), loop.create_future())
+        tunnel.contact_id, tunnel.client_payload = contact_id, raw
+        self._tunnels[(routing_id, tunnel_id)] = tunnel
+        self._plans[connection] = ("contact", tunnel)
+        return None
 
     def _process_response(
         self, connection: ServerConnection, request: Request, response: Response
@@ -175,12 +249,12 @@ class TunnelServer:
         kind, tunnel = plan
         if response.status_code != HTTPStatus.SWITCHING_PROTOCOLS:
             self._plans.pop(connection, None)
-            if kind == "new":
+            if isinstance(tunnel, _Tunnel) and kind in ("new", "contact"):
                 self._tunnels.pop((tunnel.routing_id, tunnel.tunnel_id), None)
-            else:
+            elif isinstance(tunnel, _Tunnel):
                 tunnel.claimed = False
             return None
-        if kind == "new":
+        if kind == "new" and isinstance(tunnel, _Tunnel):
             response.headers[ROUTING_ID_HEADER] = tunnel.routing_id.hex().upper()
         return None
 
@@ -191,13 +265,85 @@ class TunnelServer:
         if plan is None:
             await ws.close(1011, "no tunnel")
             return
-        kind, tunnel = plan
+        kind, target = plan
+        if kind == "listen":
+            assert isinstance(target, bytes)
+            await self._run_listener(ws, target)
+            return
+        assert isinstance(target, _Tunnel)
         if kind == "new":
-            await self._run_phone(ws, tunnel)
+            await self._run_waiting(ws, target)
+        elif kind == "contact":
+            await self._run_contact(ws, target)
         else:
-            await self._run_desktop(ws, tunnel)
+            await self._run_joining(ws, target)
 
-    async def _run_phone(self, ws: ServerConnection, tunnel: _Tunnel) -> None:
+    async def _run_contact(self, ws: ServerConnection, tunnel: _Tunnel) -> None:
+        """A linked desktop: queue a notice for the phone, then wait for it like /new does."""
+        assert tunnel.contact_id is not None
+        try:
+            self._contacts[tunnel.contact_id].queue.put_nowait(tunnel)
+        except asyncio.QueueFull:
+            self._tunnels.pop((tunnel.routing_id, tunnel.tunnel_id), None)
+            await ws.close(1013, "too many pending contacts")
+            return
+        await self._run_waiting(ws, tunnel)
+
+    async def _run_listener(self, ws: ServerConnection, contact_id: bytes) -> None:
+        """Push contact notices to a linked phone; a newer listener replaces an older one."""
+        contact = self._contacts.setdefault(contact_id, _Contact())
+        previous, contact.listener = contact.listener, ws
+        if previous is not None:
+            await previous.close(1000, "replaced")
+        getter: asyncio.Future[_Tunnel] | None = None
+        reader: asyncio.Future[object] | None = None
+        try:
+            while True:
+                getter = getter or asyncio.ensure_future(contact.queue.get())
+                reader = reader or asyncio.ensure_future(ws.recv())
+                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    tunnel, getter = getter.result(), None
+                    if self._tunnels.get((tunnel.routing_id, tunnel.tunnel_id)) is not tunnel:
+                        continue  # the desktop gave up meanwhile
+                    notice = ContactNotice(
+                        tunnel.routing_id, tunnel.tunnel_id, tunnel.client_payload
+                    )
+                    try:
+                        await ws.send(notice.to_cbor())
+                    except ConnectionClosed:
+                        with contextlib.suppress(asyncio.QueueFull):
+                            contact.queue.put_nowait(tunnel)  # for the phone's next listener
+                        return
+                if reader in done:
+                    try:
+                        message = reader.result()
+                    except ConnectionClosed:
+                        return
+                    reader = None
+                    if isinstance(message, bytes) and len(message) == TUNNEL_ID_LEN:
+                        self._decline(contact_id, message)
+        finally:
+            if getter is not None:
+                if getter.done() and not getter.cancelled():
+                    with contextlib.suppress(asyncio.QueueFull):
+                        contact.queue.put_nowait(getter.result())
+                else:
+                    getter.cancel()
+            if reader is not None:
+                reader.cancel()
+            if contact.listener is ws:
+                contact.listener = None
+
+    def _decline(self, contact_id: bytes, tunnel_id: bytes) -> None:
+        for tunnel in self._tunnels.values():
+            if tunnel.contact_id == contact_id and tunnel.tunnel_id == tunnel_id:
+                if not tunnel.peer.done():
+                    tunnel.peer.cancel()  # the waiting desktop is closed with "declined"
+                return
+
+    async def _run_waiting(self, ws: ServerConnection, tunnel: _Tunnel) -> None:
+        """The first side of a tunnel (phone on /new, desktop on /contact) until the other joins."""
         tunnel.started = True
         closed = asyncio.ensure_future(ws.wait_closed())
         try:
@@ -207,9 +353,13 @@ class TunnelServer:
                 return_when=asyncio.FIRST_COMPLETED,
             )
             if not tunnel.peer.done():
-                log.info("tunnel %s: no desktop joined", tunnel.routing_id.hex())
+                log.info("tunnel %s: no peer joined", tunnel.routing_id.hex())
                 self._tunnels.pop((tunnel.routing_id, tunnel.tunnel_id), None)
                 await ws.close(1000, "no peer")
+                return
+            if tunnel.peer.cancelled():
+                log.info("tunnel %s: the phone declined the contact", tunnel.routing_id.hex())
+                await ws.close(1000, "declined")
                 return
             desktop = tunnel.peer.result()
             await self._relay(ws, desktop)
@@ -220,7 +370,7 @@ class TunnelServer:
                 tunnel.peer.cancel()
             tunnel.done.set()
 
-    async def _run_desktop(self, ws: ServerConnection, tunnel: _Tunnel) -> None:
+    async def _run_joining(self, ws: ServerConnection, tunnel: _Tunnel) -> None:
         if tunnel.peer.done() or tunnel.done.is_set():
             await ws.close(1000, "tunnel gone")
             return
