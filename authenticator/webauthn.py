@@ -64,7 +64,17 @@ def _jsonable(value: Any) -> Any:
 
 
 def _client_error(e: ClientError) -> WebAuthnError:
+    """The DOMException a browser would raise, named as browsers name it."""
+    from fido2.ctap import CtapError
+
     cause = f" ({e.cause})" if e.cause else ""
+    if isinstance(e.cause, CtapError):
+        code = e.cause.code
+        if code == CtapError.ERR.CREDENTIAL_EXCLUDED:
+            return WebAuthnError(f"InvalidStateError: credential already registered{cause}")
+        if code == CtapError.ERR.UNSUPPORTED_ALGORITHM:
+            return WebAuthnError(f"NotSupportedError: no supported algorithm{cause}")
+        return WebAuthnError(f"NotAllowedError: the authenticator refused{cause}")
     messages = {
         ClientError.ERR.BAD_REQUEST: "SecurityError/TypeError: bad request",
         ClientError.ERR.DEVICE_INELIGIBLE: "NotAllowedError: no matching credential on the authenticator",

@@ -202,6 +202,10 @@ class DemoRP:
             except ValueError as e:
                 raise RpError(f"assertion rejected: {e}") from e
             auth_data = response.response.authenticator_data
+            if auth_data.is_backed_up() and not auth_data.is_backup_eligible():
+                raise RpError("assertion rejected: BS set without BE (invalid authenticator data)")
+            if auth_data.is_backup_eligible() != stored.backup_eligible:
+                raise RpError("assertion rejected: backup eligibility changed since registration")
             count = auth_data.counter
             if (count or stored.sign_count) and count <= stored.sign_count:
                 raise RpError(
