@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.vm
+# An emulated radio under TCG can drop a pairing or an advert when the host is busy: one
+# fresh guest boot is allowed before the test counts as failed.
+pytestmark = [pytest.mark.vm, pytest.mark.flaky(reruns=1)]
 SCRIPT = Path(__file__).with_name("vm_ble_guest.sh")
 EXPECTED = [
     "btvirt + bluetoothd up",

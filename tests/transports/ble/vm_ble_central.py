@@ -131,7 +131,18 @@ def main(adapter: str, name: str) -> int:
     _check(f"scan found {found.address} {found.name!r} in pairing mode", t)
 
     t = time.monotonic()
-    dev = BleCtapDevice(found.device, adapter=adapter, pair=True, response_timeout=60.0)
+    dev = None
+    for attempt in range(1, 4):  # pairing can time out on an emulated radio under TCG load
+        try:
+            dev = BleCtapDevice(found.device, adapter=adapter, pair=True, response_timeout=60.0)
+            break
+        except Exception as e:  # noqa: BLE001 - report and retry, like a browser would
+            print(f"connect/pair attempt {attempt} failed: {e!r}", flush=True)
+            time.sleep(3)
+            for item in asyncio.run(scan(5.0, adapter)):
+                if item.name == name:
+                    found = item
+    assert dev is not None, "could not connect and pair in 3 attempts"
     print(f"device: {dev!r} info={dev.device_info}", flush=True)
     assert dev.device_info.get("manufacturer") == "fido-emulator", dev.device_info
     _check(f"connect + pair + revision FIDO2 + cpl {dev.cpl}", t)
