@@ -62,6 +62,7 @@ class CredentialSource:
         self.store = store
         self.keys = device_keys
         self._cache: OrderedDict[bytes, Any] = OrderedDict()
+        self.last_cose: dict = {}  # COSE public key of the credential create() made last
         self._cache_size = cache_size
 
     # -- creation -----------------------------------------------------------------
@@ -89,7 +90,7 @@ class CredentialSource:
     ) -> tuple[Credential, Any, CredentialRecord | None]:
         """A new key pair and its id; the record (if stored) is returned, not yet saved."""
         private = keys.generate(alg)
-        raw = keys.private_bytes(alg, private)
+        raw, self.last_cose = keys.material(alg, private)
         stored = discoverable or alg == keys.RS256
         flags = (
             (FLAG_BE if backup_eligible else 0)

@@ -29,6 +29,24 @@ def generate(alg: int) -> Any:
     raise ValueError(f"unsupported algorithm {alg}")
 
 
+def material(alg: int, key: Any) -> tuple[bytes, dict]:
+    """(private bytes to seal, COSE public key) from one look at the key: for EC keys
+    both come from one private_numbers() call, the costliest step of makeCredential."""
+    if alg in _CURVES:
+        numbers = key.private_numbers()
+        size = _CURVES[alg][1]
+        pub = numbers.public_numbers
+        cose = {
+            1: 2,
+            3: alg,
+            -1: 1 if alg == ES256 else 2,
+            -2: pub.x.to_bytes(size, "big"),
+            -3: pub.y.to_bytes(size, "big"),
+        }
+        return numbers.private_value.to_bytes(size, "big"), cose
+    return private_bytes(alg, key), cose_public_key(alg, key)
+
+
 def private_bytes(alg: int, key: Any) -> bytes:
     if alg in _CURVES:
         return key.private_numbers().private_value.to_bytes(_CURVES[alg][1], "big")

@@ -5,14 +5,14 @@ from __future__ import annotations
 from hashlib import sha256
 from typing import TYPE_CHECKING
 
-from authenticator import attestation, auth_data, keys
+from authenticator import attestation, auth_data
 from authenticator.client_pin import PERM_MC, PinState
 from authenticator.errors import ERR, CtapStatusError
 from authenticator.extensions import REGISTRY, McExt
 from authenticator.params import (
     client_data_hash,
     descriptors,
-    encode,
+    encode_ordered,
     opt_bytes,
     opt_int,
     opt_map,
@@ -52,7 +52,7 @@ def choose_algorithm(auth: Authenticator, params: dict) -> int:
     return chosen
 
 
-async def handle(auth: Authenticator, params: dict, call: Call) -> dict:
+async def handle(auth: Authenticator, params: dict, call: Call) -> bytes:
     cfg = auth.config
     cdh = client_data_hash(params, 0x01)
     rp = _entity(params, 0x02)
@@ -91,7 +91,7 @@ async def handle(auth: Authenticator, params: dict, call: Call) -> dict:
     if pin_param is None and not uv_requested:
         always_uv = auth.settings.always_uv
         needs_uv = always_uv or rk or not cfg.make_cred_uv_not_required
-        if auth.pin.is_set and needs_uv:
+        if needs_uv and auth.pin.is_set:
             raise CtapStatusError(ERR.PUAT_REQUIRED)
         if always_uv and not auth.pin.is_set:
             if cfg.builtin_uv:
@@ -169,7 +169,7 @@ async def handle(auth: Authenticator, params: dict, call: Call) -> dict:
         now=auth.wall_clock(),
     )
     x.cred = cred
-    cose = encode(keys.cose_public_key(alg, private))
+    cose = encode_ordered(auth.credentials.last_cose)
     if record is not None:
         record.public_key = cose
         replaced = auth.store.put_credential(record)
@@ -205,4 +205,5 @@ async def handle(auth: Authenticator, params: dict, call: Call) -> dict:
         response[0x04] = True
     response.update(x.unsigned)
     call.notes["credential_id"] = cred.id
-    return response
+    # attStmt ("alg", "sig", "x5c") is built in canonical order already
+    return encode_ordered(dict(sorted(response.items())))

@@ -89,3 +89,19 @@ def test_random_maps_never_raise(cmd, params):
     auth = Authenticator()
     response = call(auth, cmd, params)
     assert response[0] != ERR.OTHER, params
+
+
+@pytest.mark.parametrize("alg", [-7, -8, -35, -257])
+def test_responses_are_canonical_cbor(alg):
+    """Hot paths encode maps built in canonical order; prove the bytes equal canonical CBOR."""
+    from fido2.webauthn import AuthenticatorData
+
+    auth = Authenticator()
+    mc = call(auth, 0x01, {1: CDH, 2: RP, 3: USER, 4: [{"type": "public-key", "alg": alg}], 7: {"rk": True}})
+    assert mc[0] == 0
+    assert mc[1:] == cbor2.dumps(cbor2.loads(mc[1:]), canonical=True)
+    cose = AuthenticatorData(cbor2.loads(mc[1:])[2]).credential_data.public_key
+    assert cbor2.dumps(dict(cose)) == cbor2.dumps(dict(cose), canonical=True)
+    ga = call(auth, 0x02, {1: "example.com", 2: CDH})
+    assert ga[0] == 0
+    assert ga[1:] == cbor2.dumps(cbor2.loads(ga[1:]), canonical=True)
