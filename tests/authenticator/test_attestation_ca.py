@@ -28,13 +28,6 @@ def auth() -> Authenticator:
     return Authenticator(Config(attestation="packed"))
 
 
-@pytest.fixture
-def dev(auth: Authenticator):
-    dev = InProcessDevice(auth)
-    yield dev
-    dev.close()
-
-
 class RootVerifier(AttestationVerifier):
     def __init__(self, root_der: bytes) -> None:
         super().__init__()

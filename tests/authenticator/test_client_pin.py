@@ -13,37 +13,13 @@ from fido2.ctap2.pin import PinProtocolV1, PinProtocolV2
 from fido2.server import Fido2Server
 
 from authenticator import Authenticator, Config
+from tests.authenticator.conftest import Clock
 from transports.inprocess import InProcessDevice
 
 P = ClientPin.PERMISSION
 ERR = CtapError.ERR
 PIN = "1234"
 PROTOCOLS = [PinProtocolV1, PinProtocolV2]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def auth(clock: Clock) -> Authenticator:
-    return Authenticator(clock=clock)
-
-
-@pytest.fixture
-def ctap(auth: Authenticator):
-    dev = InProcessDevice(auth)
-    yield Ctap2(dev)
-    dev.close()
 
 
 def code(excinfo: pytest.ExceptionInfo) -> int:

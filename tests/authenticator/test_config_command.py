@@ -10,35 +10,12 @@ from fido2.ctap2 import ClientPin, Ctap2
 from fido2.ctap2.config import Config as CtapConfig
 
 from authenticator import Authenticator, Config
+from tests.authenticator.conftest import Clock
 from transports.inprocess import InProcessDevice
 
 P = ClientPin.PERMISSION
 ERR = CtapError.ERR
 PIN = "1234"
-
-
-class Clock:
-    now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def auth(clock: Clock) -> Authenticator:
-    return Authenticator(clock=clock)
-
-
-@pytest.fixture
-def ctap(auth: Authenticator):
-    dev = InProcessDevice(auth)
-    yield Ctap2(dev)
-    dev.close()
 
 
 def configured(ctap: Ctap2) -> CtapConfig:

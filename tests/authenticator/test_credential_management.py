@@ -14,6 +14,7 @@ from fido2.ctap2 import ClientPin, CredentialManagement, Ctap2
 from fido2.ctap2.pin import PinProtocolV1, PinProtocolV2
 
 from authenticator import Authenticator
+from tests.authenticator.conftest import Clock
 from transports.inprocess import InProcessDevice
 
 P = ClientPin.PERMISSION
@@ -22,30 +23,11 @@ ERR = CtapError.ERR
 PIN = "1234"
 
 
-class Clock:
-    now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def auth(clock: Clock) -> Authenticator:
-    return Authenticator(clock=clock)
-
-
-@pytest.fixture
-def ctap(auth: Authenticator):
-    dev = InProcessDevice(auth)
+def ctap(dev: InProcessDevice) -> Ctap2:
     ctap = Ctap2(dev)
     ClientPin(ctap).set_pin(PIN)
-    yield ctap
-    dev.close()
+    return ctap
 
 
 def register(ctap: Ctap2, rp_id: str, user_id: bytes, name: str, **ext):

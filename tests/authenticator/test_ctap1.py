@@ -28,18 +28,6 @@ CHAL = os.urandom(32)
 
 
 @pytest.fixture
-def auth() -> Authenticator:
-    return Authenticator()
-
-
-@pytest.fixture
-def dev(auth: Authenticator):
-    dev = InProcessDevice(auth)
-    yield dev
-    dev.close()
-
-
-@pytest.fixture
 def u2f(dev: InProcessDevice) -> Ctap1:
     return Ctap1(dev)
 

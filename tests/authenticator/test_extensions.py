@@ -26,18 +26,6 @@ ES256 = [{"type": "public-key", "alg": -7}]
 
 
 @pytest.fixture
-def auth() -> Authenticator:
-    return Authenticator()
-
-
-@pytest.fixture
-def dev(auth: Authenticator):
-    dev = InProcessDevice(auth)
-    yield dev
-    dev.close()
-
-
-@pytest.fixture
 def ctap(dev: InProcessDevice) -> Ctap2:
     ctap = Ctap2(dev)
     ClientPin(ctap).set_pin(PIN)

@@ -15,18 +15,12 @@ from fido2.server import Fido2Server
 
 from authenticator import Authenticator, Config
 from authenticator.large_blobs import INITIAL, STATE
+from tests.authenticator.conftest import Clock
 from transports.inprocess import InProcessDevice
 
 P = ClientPin.PERMISSION
 ERR = CtapError.ERR
 PIN = "1234"
-
-
-class Clock:
-    now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def serialize(array: list) -> bytes:
@@ -37,28 +31,6 @@ def serialize(array: list) -> bytes:
 def lbw_param(cp: ClientPin, token: bytes, offset: int, fragment: bytes) -> bytes:
     msg = b"\xff" * 32 + b"\x0c\x00" + struct.pack("<I", offset) + sha256(fragment).digest()
     return cp.protocol.authenticate(token, msg)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def auth(clock: Clock) -> Authenticator:
-    return Authenticator(clock=clock)
-
-
-@pytest.fixture
-def dev(auth: Authenticator):
-    dev = InProcessDevice(auth)
-    yield dev
-    dev.close()
-
-
-@pytest.fixture
-def ctap(dev: InProcessDevice) -> Ctap2:
-    return Ctap2(dev)
 
 
 def test_initial_array(ctap: Ctap2) -> None:
