@@ -19,6 +19,7 @@ from typing import Any
 from authenticator.ports import CtapHandler
 from transports.ctaphid import REPORT_SIZE, CtapHidEngine
 from transports.hid_descriptor import DEFAULT_PID, DEFAULT_VID, report_descriptor
+from transports.lifecycle import Served
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +235,7 @@ class _Writer:
     waiting: bool = False
 
 
-class GadgetTransport:
+class GadgetTransport(Served):
     """Serve CTAPHID on ``/dev/hidgN``; with ``manage_gadget`` also create and remove the gadget."""
 
     def __init__(
@@ -288,19 +289,6 @@ class GadgetTransport:
         if self.manage_gadget and self.teardown_on_close:
             await asyncio.to_thread(teardown, self.config, self.fs)
 
-    async def serve_forever(self) -> None:
-        await self.start()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await self.close()
-
-    async def __aenter__(self) -> GadgetTransport:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     def _on_readable(self) -> None:
         while self.fd is not None:

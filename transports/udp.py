@@ -19,6 +19,7 @@ from fido2.hid.base import CtapHidConnection, HidDescriptor
 from authenticator.ports import CtapHandler
 from transports.ctaphid import REPORT_SIZE, CtapHidEngine
 from transports.hid_descriptor import DEFAULT_PID, DEFAULT_VID
+from transports.lifecycle import Served
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class _Protocol(asyncio.DatagramProtocol):
         log.debug("UDP transport: %s", exc)
 
 
-class UdpTransport:
+class UdpTransport(Served):
     """Serve one CTAPHID device over UDP.
 
     ``reply_to=None`` answers whoever sent the latest datagram instead of a fixed address,
@@ -93,20 +94,6 @@ class UdpTransport:
             self._transport = None
         await self.engine.aclose()
 
-    async def serve_forever(self) -> None:
-        """Start, then run until cancelled."""
-        await self.start()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await self.close()
-
-    async def __aenter__(self) -> UdpTransport:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     def _on_datagram(self, data: bytes, addr: Any) -> None:
         if self.reply_to is None:

@@ -18,6 +18,7 @@ from typing import Any
 from authenticator.ports import CtapHandler
 from transports.ctaphid import REPORT_SIZE, CtapHidEngine
 from transports.hid_descriptor import DEFAULT_PID, DEFAULT_VID, FIDO_REPORT_DESCRIPTOR
+from transports.lifecycle import Served
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ def output_report(data: bytes, report_length: int = REPORT_SIZE) -> bytes:
     return data[1 : 1 + report_length].ljust(report_length, b"\0")
 
 
-class UhidTransport:
+class UhidTransport(Served):
     """Create a UHID device and serve CTAPHID on it until closed (which destroys it)."""
 
     def __init__(
@@ -210,19 +211,6 @@ class UhidTransport:
             os.close(fd)  # closing the fd destroys the device too; DESTROY makes it prompt
         await self.engine.aclose()
 
-    async def serve_forever(self) -> None:
-        await self.start()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await self.close()
-
-    async def __aenter__(self) -> UhidTransport:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     def _on_readable(self) -> None:
         while self.fd is not None:
