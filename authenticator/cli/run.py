@@ -27,7 +27,7 @@ def _address(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="serve the authenticator over UDP, UHID or a USB gadget")
+    p = sub.add_parser("run", help="serve the authenticator over UDP, UHID, a USB gadget or BLE")
     p.add_argument(
         "--transport", action="append", choices=TRANSPORTS, required=True,
         help="repeat to serve several transports at once",
