@@ -31,6 +31,23 @@ class BatchAttestation:
 _UNSET = object()
 
 
+def save_sealed_key(auth: Authenticator, name: str, key: ec.EllipticCurvePrivateKey) -> None:
+    """An attestation key into the store as PKCS#8, sealed under the device key."""
+    der = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    auth.store.set_state(name, auth.device_keys.state.seal(der, name.encode()))
+
+
+def load_sealed_key(auth: Authenticator, name: str) -> ec.EllipticCurvePrivateKey | None:
+    sealed = auth.store.get_state(name)
+    if sealed is None:
+        return None
+    key = serialization.load_der_private_key(auth.device_keys.state.open(sealed, name.encode()), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return key
+
+
 def load_batch(auth: Authenticator) -> BatchAttestation | None:
     """The installed batch key and chain (cached on the authenticator; save_batch and
     factory reset refresh it)."""
@@ -40,13 +57,10 @@ def load_batch(auth: Authenticator) -> BatchAttestation | None:
     if cached is not _UNSET:
         return cached  # type: ignore[return-value]
     chain = auth.store.get_state(STATE_CHAIN)
-    sealed = auth.store.get_state(STATE_KEY)
-    if chain is None or sealed is None:
+    key = load_sealed_key(auth, STATE_KEY) if chain is not None else None
+    if chain is None or key is None:
         auth._batch_cache = None  # type: ignore[attr-defined]
         return None
-    der = auth.device_keys.state.open(sealed, STATE_KEY.encode())
-    key = serialization.load_der_private_key(der, None)
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
     batch = BatchAttestation(key, list(cbor2.loads(chain)))
     auth._batch_cache = batch  # type: ignore[attr-defined]
     return batch
@@ -55,10 +69,7 @@ def load_batch(auth: Authenticator) -> BatchAttestation | None:
 def save_batch(auth: Authenticator, key: ec.EllipticCurvePrivateKey, chain: list[bytes]) -> None:
     import cbor2
 
-    der = key.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    auth.store.set_state(STATE_KEY, auth.device_keys.state.seal(der, STATE_KEY.encode()))
+    save_sealed_key(auth, STATE_KEY, key)
     auth.store.set_state(STATE_CHAIN, cbor2.dumps(chain))
     auth.__dict__.pop("_batch_cache", None)
 

@@ -173,6 +173,7 @@ def _add_record(
 ) -> Credential:
     private = serialization.load_der_private_key(_unb64(c["privateKey"]), None)
     alg = _algorithm(private)
+    raw, cose = keys.material(alg, private)
     cfg = auth.config
     record = CredentialRecord(
         credential_id=cred_id,
@@ -182,8 +183,8 @@ def _add_record(
         user_name=c.get("userName") or None,
         user_display_name=c.get("userDisplayName") or None,
         algorithm=alg,
-        sealed_key=auth.device_keys.records.seal(keys.private_bytes(alg, private), cred_id),
-        public_key=encode(keys.cose_public_key(alg, private)),
+        sealed_key=auth.device_keys.records.seal(raw, cred_id),
+        public_key=encode(cose),
         discoverable=bool(c.get("isResidentCredential")),
         backup_eligible=bool(c.get("backupEligibility", cfg.backup_eligible)),
         backup_state=bool(c.get("backupState", cfg.backup_state)),

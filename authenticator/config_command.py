@@ -116,5 +116,6 @@ async def handle(auth: Authenticator, params: dict, call: Call) -> dict | None:
         if force or (auth.pin.is_set and auth.pin.pin_code_points < new_len):
             s.force_change_pin = True
     s.save()
-    auth.pin.invalidate_tokens() if sub == TOGGLE_ALWAYS_UV else None
+    if sub == TOGGLE_ALWAYS_UV:
+        auth.pin.invalidate_tokens()
     return None

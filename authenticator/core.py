@@ -23,7 +23,6 @@ from authenticator import (
     large_blobs,
     make_credential,
 )
-from authenticator import config as config_module
 from authenticator import config_command as config_cmd
 from authenticator.config import Config
 from authenticator.counters import GLOBAL_KEY, Counters
@@ -285,4 +284,4 @@ class Authenticator:
                 log.exception("command listener failed")
 
 
-__all__ = ["Authenticator", "COMMANDS", "Call", "CommandEvent", "Config", "config_module"]
+__all__ = ["Authenticator", "COMMANDS", "Call", "CommandEvent", "Config"]

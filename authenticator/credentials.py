@@ -62,7 +62,6 @@ class CredentialSource:
         self.store = store
         self.keys = device_keys
         self._cache: OrderedDict[bytes, Any] = OrderedDict()
-        self.last_cose: dict = {}  # COSE public key of the credential create() made last
         self._cache_size = cache_size
 
     # -- creation -----------------------------------------------------------------
@@ -87,10 +86,11 @@ class CredentialSource:
         user: dict | None,
         now: float,
         u2f: bool = False,
-    ) -> tuple[Credential, Any, CredentialRecord | None]:
-        """A new key pair and its id; the record (if stored) is returned, not yet saved."""
+    ) -> tuple[Credential, Any, CredentialRecord | None, dict]:
+        """A new key pair and its id, with the record (if stored; not yet saved) and the
+        COSE public key."""
         private = keys.generate(alg)
-        raw, self.last_cose = keys.material(alg, private)
+        raw, cose = keys.material(alg, private)
         stored = discoverable or alg == keys.RS256
         flags = (
             (FLAG_BE if backup_eligible else 0)
@@ -143,7 +143,7 @@ class CredentialSource:
             u2f=u2f,
         )
         self._remember(cred_id, private)
-        return cred, private, record
+        return cred, private, record, cose
 
     # -- lookup -------------------------------------------------------------------
     def resolve(self, cred_id: bytes, rp_id_hash: bytes) -> Credential | None:
@@ -153,28 +153,25 @@ class CredentialSource:
         version = cred_id[0]
         if version != SELF_CONTAINED:  # STORED, or an id minted elsewhere (CDP import)
             return self._stored(cred_id, rp_id_hash)
-        if version == SELF_CONTAINED:
-            try:
-                payload = self.keys.key_handles.open(cred_id[1:], bytes([version]) + rp_id_hash)
-            except SealError:
-                return self._stored(cred_id, rp_id_hash)
-            alg, flags, protect, blob_len = struct.unpack_from(">hBBB", payload)
-            blob = payload[5 : 5 + blob_len] or None
-            return Credential(
-                id=cred_id,
-                rp_id_hash=rp_id_hash,
-                algorithm=alg,
-                discoverable=False,
-                cred_protect=protect,
-                backup_eligible=bool(flags & FLAG_BE),
-                backup_state=bool(flags & FLAG_BS),
-                hmac_secret=bool(flags & FLAG_HMAC),
-                cred_blob=blob,
-                record=None,
-                private_material=payload[5 + blob_len :],
-                u2f=bool(flags & FLAG_U2F),
-            )
-        return None
+        try:
+            payload = self.keys.key_handles.open(cred_id[1:], bytes([version]) + rp_id_hash)
+        except SealError:  # a foreign id may start with 0x01 too
+            return self._stored(cred_id, rp_id_hash)
+        alg, flags, protect, blob_len = struct.unpack_from(">hBBB", payload)
+        return Credential(
+            id=cred_id,
+            rp_id_hash=rp_id_hash,
+            algorithm=alg,
+            discoverable=False,
+            cred_protect=protect,
+            backup_eligible=bool(flags & FLAG_BE),
+            backup_state=bool(flags & FLAG_BS),
+            hmac_secret=bool(flags & FLAG_HMAC),
+            cred_blob=payload[5 : 5 + blob_len] or None,
+            record=None,
+            private_material=payload[5 + blob_len :],
+            u2f=bool(flags & FLAG_U2F),
+        )
 
     def _stored(self, cred_id: bytes, rp_id_hash: bytes) -> Credential | None:
         record = self.store.get_credential(cred_id)

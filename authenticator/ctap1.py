@@ -144,11 +144,8 @@ def u2f_attestation(auth: Authenticator) -> tuple[ec.EllipticCurvePrivateKey, by
     if batch is not None:
         return batch.key, batch.chain[0]
     cert = auth.store.get_state(STATE_CERT)
-    sealed = auth.store.get_state(STATE_KEY)
-    if cert is not None and sealed is not None:
-        der = auth.device_keys.state.open(sealed, STATE_KEY.encode())
-        key = serialization.load_der_private_key(der, None)
-        assert isinstance(key, ec.EllipticCurvePrivateKey)
+    key = attestation.load_sealed_key(auth, STATE_KEY) if cert is not None else None
+    if cert is not None and key is not None:
         return key, cert
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fido-emulator U2F attestation")])
@@ -164,10 +161,7 @@ def u2f_attestation(auth: Authenticator) -> tuple[ec.EllipticCurvePrivateKey, by
         .sign(key, hashes.SHA256())
         .public_bytes(serialization.Encoding.DER)
     )
-    der = key.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    auth.store.set_state(STATE_KEY, auth.device_keys.state.seal(der, STATE_KEY.encode()))
+    attestation.save_sealed_key(auth, STATE_KEY, key)
     auth.store.set_state(STATE_CERT, cert)
     return key, cert
 
@@ -187,7 +181,7 @@ async def _register(auth: Authenticator, call: Call, apdu: Apdu) -> bytes:
     challenge, app = apdu.data[:32], apdu.data[32:]
     if not await _presence(auth, call, "U2F register"):
         raise ApduError(SW_CONDITIONS_NOT_SATISFIED)
-    cred, _, _ = auth.credentials.create(
+    cred, _, _, _ = auth.credentials.create(
         alg=keys.ES256,
         rp_id="",
         rp_id_hash=app,

@@ -22,6 +22,19 @@ FAULT_HELP = {
 }
 
 
+# CLI spelling -> the boolean field it sets
+FLAG_FAULTS = {
+    "counter-regress": "counter_regress",
+    "counter-reset": "counter_reset",
+    "counter-zero": "counter_zero",
+    "bad-signature": "bad_signature",
+    "wrong-rpid-hash": "wrong_rp_id_hash",
+    "up-0": "clear_up",
+    "uv-0": "clear_uv",
+    "bs-without-be": "bs_without_be",
+}
+
+
 @dataclass
 class Faults:
     counter_regress: bool = False
@@ -42,18 +55,8 @@ class Faults:
 
         name, _, value = spec.partition("=")
         name = name.strip().lower()
-        flags = {
-            "counter-regress": "counter_regress",
-            "counter-reset": "counter_reset",
-            "counter-zero": "counter_zero",
-            "bad-signature": "bad_signature",
-            "wrong-rpid-hash": "wrong_rp_id_hash",
-            "up-0": "clear_up",
-            "uv-0": "clear_uv",
-            "bs-without-be": "bs_without_be",
-        }
-        if name in flags:
-            setattr(self, flags[name], True)
+        if name in FLAG_FAULTS:
+            setattr(self, FLAG_FAULTS[name], True)
         elif name == "error":
             value = value.strip()
             try:
@@ -113,20 +116,7 @@ class Faults:
         return flags
 
     def active(self) -> list[str]:
-        out = [
-            n
-            for n, attr in [
-                ("counter-regress", "counter_regress"),
-                ("counter-reset", "counter_reset"),
-                ("counter-zero", "counter_zero"),
-                ("bad-signature", "bad_signature"),
-                ("wrong-rpid-hash", "wrong_rp_id_hash"),
-                ("up-0", "clear_up"),
-                ("uv-0", "clear_uv"),
-                ("bs-without-be", "bs_without_be"),
-            ]
-            if getattr(self, attr)
-        ]
+        out = [name for name, attr in FLAG_FAULTS.items() if getattr(self, attr)]
         if self.next_error is not None:
             out.append(f"error=0x{self.next_error:02X}")
         if self.delay_s:

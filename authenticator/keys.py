@@ -29,21 +29,19 @@ def generate(alg: int) -> Any:
     raise ValueError(f"unsupported algorithm {alg}")
 
 
+def _ec_cose(alg: int, public: ec.EllipticCurvePublicNumbers) -> dict:
+    size = _CURVES[alg][1]
+    crv = 1 if alg == ES256 else 2
+    return {1: 2, 3: alg, -1: crv, -2: public.x.to_bytes(size, "big"), -3: public.y.to_bytes(size, "big")}
+
+
 def material(alg: int, key: Any) -> tuple[bytes, dict]:
     """(private bytes to seal, COSE public key) from one look at the key: for EC keys
     both come from one private_numbers() call, the costliest step of makeCredential."""
     if alg in _CURVES:
         numbers = key.private_numbers()
-        size = _CURVES[alg][1]
-        pub = numbers.public_numbers
-        cose = {
-            1: 2,
-            3: alg,
-            -1: 1 if alg == ES256 else 2,
-            -2: pub.x.to_bytes(size, "big"),
-            -3: pub.y.to_bytes(size, "big"),
-        }
-        return numbers.private_value.to_bytes(size, "big"), cose
+        raw = numbers.private_value.to_bytes(_CURVES[alg][1], "big")
+        return raw, _ec_cose(alg, numbers.public_numbers)
     return private_bytes(alg, key), cose_public_key(alg, key)
 
 
@@ -90,12 +88,7 @@ def cose_public_key(alg: int, key: Any) -> dict:
     """The COSE_Key of a credential's public key, as a plain map (cheap to encode)."""
     pub = key.public_key()
     if alg in _CURVES:
-        size = _CURVES[alg][1]
-        point = pub.public_bytes(
-            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-        )
-        crv = 1 if alg == ES256 else 2
-        return {1: 2, 3: alg, -1: crv, -2: point[1 : 1 + size], -3: point[1 + size :]}
+        return _ec_cose(alg, pub.public_numbers())
     if alg == EDDSA:
         raw = pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         return {1: 1, 3: alg, -1: 6, -2: raw}

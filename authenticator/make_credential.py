@@ -153,7 +153,7 @@ async def handle(auth: Authenticator, params: dict, call: Call) -> bytes:
     if token is not None:
         auth.pin.token_used()
 
-    cred, private, record = auth.credentials.create(
+    cred, private, record, cose_key = auth.credentials.create(
         alg=alg,
         rp_id=rp_id,
         rp_id_hash=rp_id_hash,
@@ -162,14 +162,14 @@ async def handle(auth: Authenticator, params: dict, call: Call) -> bytes:
         backup_eligible=cfg.backup_eligible,
         backup_state=cfg.backup_state,
         hmac_secret=x.hmac_secret,
-        cred_blob=x.cred_blob if rk or x.cred_blob is None else x.cred_blob,
+        cred_blob=x.cred_blob,
         large_blob_key=x.large_blob_key,
         rp_name=rp.get("name"),
         user=user,
         now=auth.wall_clock(),
     )
     x.cred = cred
-    cose = encode_ordered(auth.credentials.last_cose)
+    cose = encode_ordered(cose_key)
     if record is not None:
         record.public_key = cose
         replaced = auth.store.put_credential(record)

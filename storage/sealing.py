@@ -61,7 +61,6 @@ class DeviceKeys:
         self.state = Sealer(secret, "state")
         self._cred_random = derive(secret, "cred-random")
         self._large_blob = derive(secret, "large-blob-key")
-        self._cred_blob = derive(secret, "cred-blob")
 
     def cred_random(self, credential_id: bytes, with_uv: bool) -> bytes:
         """hmac-secret CredRandom: stable per credential, distinct with and without UV."""

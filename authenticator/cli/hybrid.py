@@ -69,16 +69,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     q = verbs.add_parser(
         "qr", help="act as the desktop: show a FIDO:/ QR code, find the phone, register or sign in"
     )
-    q.add_argument("--request", choices=["mc", "ga"], default="mc",
-                   help="mc: register a discoverable passkey; ga: sign in with one (default mc)")
-    q.add_argument("--rp-id", default="example.com", help="relying party id (default example.com)")
-    q.add_argument("--origin", help="client origin (default https://<rp-id>)")
-    q.add_argument("--tunnel-url", help="tunnel server base URL override, e.g. ws://127.0.0.1:8080")
-    q.add_argument("--ble", action="store_true",
-                   help="find the phone's advert with a BLE scan (else: paste its hex on stdin)")
-    q.add_argument("--adapter", help="BlueZ adapter for --ble, e.g. hci1 (default: the first)")
-    q.add_argument("--timeout", type=float, default=120.0,
-                   help="seconds to wait for the phone (default 120)")
+    _add_desktop_options(
+        q, "mc", "tunnel server base URL override, e.g. ws://127.0.0.1:8080"
+    )
     q.add_argument("--link", action="store_true", help="ask the phone for linking info")
     q.add_argument("--save-pairing", metavar="FILE",
                    help="with --link: write the phone's pairing here (JSON, a secret, mode 0600)")
@@ -88,17 +81,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         "connect", help="act as the desktop: reach a linked phone again, without a QR code"
     )
     c.add_argument("--pairing", metavar="FILE", required=True, help="from qr --save-pairing")
-    c.add_argument("--request", choices=["mc", "ga"], default="ga",
-                   help="mc: register a discoverable passkey; ga: sign in with one (default ga)")
-    c.add_argument("--rp-id", default="example.com", help="relying party id (default example.com)")
-    c.add_argument("--origin", help="client origin (default https://<rp-id>)")
-    c.add_argument("--tunnel-url", help="override the tunnel server URL stored in the pairing")
-    c.add_argument("--ble", action="store_true",
-                   help="find the phone's advert with a BLE scan (else: paste its hex on stdin)")
-    c.add_argument("--adapter", help="BlueZ adapter for --ble, e.g. hci1 (default: the first)")
-    c.add_argument("--timeout", type=float, default=120.0,
-                   help="seconds to wait for the phone (default 120)")
+    _add_desktop_options(c, "ga", "override the tunnel server URL stored in the pairing")
     c.set_defaults(func=run_connect)  # fmt: skip
+
+
+def _add_desktop_options(p: argparse.ArgumentParser, request: str, tunnel_help: str) -> None:
+    """The options `hybrid qr` and `hybrid connect` share (both play the desktop)."""
+    p.add_argument("--request", choices=["mc", "ga"], default=request,
+                   help=f"mc: register a discoverable passkey; ga: sign in with one (default {request})")
+    p.add_argument("--rp-id", default="example.com", help="relying party id (default example.com)")
+    p.add_argument("--origin", help="client origin (default https://<rp-id>)")
+    p.add_argument("--tunnel-url", help=tunnel_help)
+    p.add_argument("--ble", action="store_true",
+                   help="find the phone's advert with a BLE scan (else: paste its hex on stdin)")
+    p.add_argument("--adapter", help="BlueZ adapter for --ble, e.g. hci1 (default: the first)")
+    p.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds to wait for the phone (default 120)")
 
 
 def run_tunnel_server(args: argparse.Namespace) -> int:

@@ -19,34 +19,7 @@ ok() { echo "CHECK ok $*"; }
 t0=$(date +%s.%N)
 since() { echo "$(date +%s.%N) - $t0" | bc 2>/dev/null || echo "?"; }
 
-# The same bluetoothd settings and btvirt retries as tests/transports/ble/vm_ble_guest.sh
-# (LE only, no privacy, no BlueZ DIS, one ATT bearer; restart radio + daemon when a controller
-# misses the kernel's HCI command timeout under TCG).
-cat > /tmp/main.conf <<'CONF'
-[General]
-ControllerMode = le
-Privacy = off
-JustWorksRepairing = always
-DeviceID = false
-[Policy]
-AutoEnable = true
-[GATT]
-Channels = 1
-CONF
-adapter_up() { busctl --system get-property org.bluez /org/bluez/$1 org.bluez.Adapter1 Address >/dev/null 2>&1; }
-for attempt in 1 2 3; do
-  btvirt -L -l2 > /tmp/btvirt.log 2>&1 &
-  BTVIRT=$!
-  SECONDS=0
-  until [ -e /sys/class/bluetooth/hci1 ] || [ $SECONDS -gt 30 ]; do sleep 0.2; done
-  /usr/libexec/bluetooth/bluetoothd -n -d -f /tmp/main.conf > /tmp/bluetoothd.log 2>&1 &
-  BTD=$!
-  SECONDS=0
-  until { adapter_up hci0 && adapter_up hci1; } || [ $SECONDS -gt 30 ]; do sleep 0.5; done
-  adapter_up hci0 && adapter_up hci1 && break
-  echo "attempt $attempt: controllers not both up; dmesg: $(dmesg | grep -i 'hci.*failed' | tail -2)"
-  kill $BTD $BTVIRT; wait $BTD $BTVIRT 2>/dev/null; sleep 1
-done
+. tests/transports/ble/vm_bluez_radio.sh  # btvirt hci0/hci1 + bluetoothd
 { adapter_up hci0 && adapter_up hci1; } || fail "bluetoothd does not have hci0 and hci1"
 ok "btvirt + bluetoothd up ($(since) s)"
 
