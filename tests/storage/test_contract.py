@@ -1,0 +1,7 @@
+"""Every store kind against the shared `CredentialStore` contract (tests/storage/contract.py)."""
+
+from tests.storage.contract import StoreContract
+
+
+class TestStoreContract(StoreContract):
+    pass
