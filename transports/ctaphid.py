@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 
-from authenticator.ports import CommandContext, CtapHandler, KeepaliveStatus
+from authenticator.core.ports import CommandContext, CtapHandler, KeepaliveStatus
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from authenticator.ports import CtapHandler
+from authenticator.core.ports import CtapHandler
 from transports.ctaphid import REPORT_SIZE, CtapHidEngine
 from transports.hid_descriptor import DEFAULT_PID, DEFAULT_VID, report_descriptor
 from transports.lifecycle import Served

@@ -15,7 +15,7 @@ from concurrent.futures import Future
 from fido2.ctap import STATUS, CtapDevice, CtapError
 from fido2.hid import CAPABILITY, CTAPHID
 
-from authenticator.ports import CommandContext, CtapHandler, KeepaliveStatus
+from authenticator.core.ports import CommandContext, CtapHandler, KeepaliveStatus
 
 
 class LoopThread:

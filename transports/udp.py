@@ -16,7 +16,7 @@ from typing import Any
 from fido2.hid import CtapHidDevice
 from fido2.hid.base import CtapHidConnection, HidDescriptor
 
-from authenticator.ports import CtapHandler
+from authenticator.core.ports import CtapHandler
 from transports.ctaphid import REPORT_SIZE, CtapHidEngine
 from transports.hid_descriptor import DEFAULT_PID, DEFAULT_VID
 from transports.lifecycle import Served

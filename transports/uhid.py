@@ -15,7 +15,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from authenticator.ports import CtapHandler
+from authenticator.core.ports import CtapHandler
 from transports.ctaphid import REPORT_SIZE, CtapHidEngine
 from transports.hid_descriptor import DEFAULT_PID, DEFAULT_VID, FIDO_REPORT_DESCRIPTOR
 from transports.lifecycle import Served

@@ -16,7 +16,8 @@ import cbor2
 from fido2.ctap2 import AttestationResponse, Ctap2
 from fido2.webauthn import AuthenticatorData
 
-from authenticator import Authenticator, Config, keys
+from authenticator import Authenticator, Config
+from authenticator.core import keys
 from storage.sqlite import SqliteStore
 from transports.inprocess import InProcessDevice
 

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from authenticator.ports import CommandContext, KeepaliveStatus
+from authenticator.core.ports import CommandContext, KeepaliveStatus
 from transports.ctaphid import (
     BROADCAST_CID,
     MAX_MESSAGE_SIZE,

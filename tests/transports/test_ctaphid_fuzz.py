@@ -11,7 +11,7 @@ import struct
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from authenticator.ports import CommandContext, KeepaliveStatus
+from authenticator.core.ports import CommandContext, KeepaliveStatus
 from transports.ctaphid import BROADCAST_CID, REPORT_SIZE, Cmd, CtapHidEngine, HidError, fragment
 
 ALLOCATED = [1, 2, 3]  # the engine below hands out channel ids 1, 2, 3, ...

@@ -13,7 +13,7 @@ import pytest
 from fido2.ctap import CtapError
 from fido2.hid import CAPABILITY, CTAPHID, CtapHidDevice
 
-from authenticator.ports import CommandContext, KeepaliveStatus
+from authenticator.core.ports import CommandContext, KeepaliveStatus
 from transports.ctaphid import MAX_MESSAGE_SIZE, fragment
 from transports.udp import (
     SOLO_MAGIC_REBOOT,

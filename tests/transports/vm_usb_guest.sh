@@ -39,7 +39,7 @@ exercise() {  # $1 = label, $2 = device path
 }
 
 # --- UHID -------------------------------------------------------------------------------
-$PY -m authenticator.cli run --transport uhid --presence auto --store /tmp/uhid.db > /tmp/emu-uhid.log 2>&1 &
+$PY -m authenticator.frontdoor.cli run --transport uhid --presence auto --store /tmp/uhid.db > /tmp/emu-uhid.log 2>&1 &
 EMU=$!
 wait_devices 1 || fail "uhid device never listed by fido2-token -L"
 DEV=$(fido2-token -L | grep hidraw | head -1 | cut -d: -f1)
@@ -63,8 +63,8 @@ fido2-token -L | grep -q hidraw && fail "uhid device still present after SIGTERM
 ok "uhid destroyed on SIGTERM"
 
 # --- with a PIN, set through our management CLI (CTAP ClientPIN, in-process on the store) ---
-$PY -m authenticator.cli pin set --store /tmp/uhid.db --new-pin 123456 || fail "fido-emu pin set"
-$PY -m authenticator.cli run --transport uhid --presence auto --store /tmp/uhid.db > /tmp/emu-uhid2.log 2>&1 &
+$PY -m authenticator.frontdoor.cli pin set --store /tmp/uhid.db --new-pin 123456 || fail "fido-emu pin set"
+$PY -m authenticator.frontdoor.cli run --transport uhid --presence auto --store /tmp/uhid.db > /tmp/emu-uhid2.log 2>&1 &
 EMU=$!
 wait_devices 1 || fail "uhid device (PIN) never listed"
 DEV=$(fido2-token -L | grep hidraw | head -1 | cut -d: -f1)
@@ -81,7 +81,7 @@ kill -TERM $EMU; wait $EMU || fail "emulator did not stop cleanly (uhid, PIN)"
 sleep 1
 
 # --- USB gadget on dummy_hcd --------------------------------------------------------------
-$PY -m authenticator.cli run --transport gadget --presence auto --store /tmp/gadget.db > /tmp/emu-gadget.log 2>&1 &
+$PY -m authenticator.frontdoor.cli run --transport gadget --presence auto --store /tmp/gadget.db > /tmp/emu-gadget.log 2>&1 &
 EMU=$!
 wait_devices 1 || fail "gadget never listed by fido2-token -L"
 DEV=$(fido2-token -L | grep hidraw | head -1 | cut -d: -f1)

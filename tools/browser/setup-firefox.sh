@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up what tests/browser/test_firefox_vm.py needs to drive Firefox: Debian's firefox-esr and
+# Set up what tests/authenticator/rp_testing/browser/test_firefox_vm.py needs to drive Firefox: Debian's firefox-esr and
 # puppeteer-core (npm), which speaks WebDriver BiDi to it (Firefox >= 129 has no CDP; Playwright
 # would need its own patched Firefox; geckodriver is not packaged in bookworm). puppeteer-core
 # never downloads a browser. node_modules go to a git-ignored directory:

@@ -34,7 +34,7 @@ from dbus_fast.annotations import (
 )
 from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_method, dbus_property
 
-from authenticator.ports import CtapHandler
+from authenticator.core.ports import CtapHandler
 from transports.ble import uuids
 from transports.ble.framing import MIN_CONTROL_POINT_LENGTH
 from transports.ble.session import BleSession, clamp_cpl, cpl_for_mtu

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntFlag
 
-from authenticator.ports import CommandContext, CtapHandler, KeepaliveStatus
+from authenticator.core.ports import CommandContext, CtapHandler, KeepaliveStatus
 from transports.ble.framing import (
     CLIENT_COMMANDS,
     DEFAULT_TIMEOUT,

@@ -23,7 +23,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from authenticator.ports import CommandContext, CtapHandler
+from authenticator.core.ports import CommandContext, CtapHandler
 from transports.hybrid import advert, keys
 from transports.hybrid.crypter import Crypter, CrypterError
 from transports.hybrid.domains import ROUTING_ID_HEADER, connect_url, new_tunnel_url, tunnel_base

@@ -15,8 +15,8 @@ from fido2.ctap import CtapError
 from fido2.ctap2 import Ctap2
 from fido2.hid import CAPABILITY, CTAPHID
 
-from authenticator.config import Config
 from authenticator.core import Authenticator
+from authenticator.core.config import Config
 from storage.memory import MemoryStore
 from tests.transports.ble.vm_ble_central import exercise
 from tests.transports.ble.vm_ble_peripheral import SlowPresence

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from authenticator.ports import CommandContext, KeepaliveStatus
+from authenticator.core.ports import CommandContext, KeepaliveStatus
 from transports.ble.framing import BleCommand, BleError, Reassembler, error_fragment, fragment
 from transports.ble.session import BleSession, Revision, cpl_for_mtu
 

@@ -10,9 +10,9 @@ import asyncio
 import logging
 import sys
 
-from authenticator.config import Config
 from authenticator.core import Authenticator
-from authenticator.presence import AutoApprove, PresenceRequest
+from authenticator.core.config import Config
+from authenticator.core.presence import AutoApprove, PresenceRequest
 from storage.memory import MemoryStore
 from transports.ble.peripheral import BlePeripheralTransport
 

@@ -129,7 +129,7 @@ async def test_cli_ble_falls_back_to_printing(tmp_path) -> None:
     async with TunnelServer() as server:
         client = HybridClient(tunnel_url=server.url(), request_type="mc")
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "authenticator.cli", "hybrid", "scan", client.qr_url,
+            sys.executable, "-m", "authenticator.frontdoor.cli", "hybrid", "scan", client.qr_url,
             "--tunnel-url", server.url(), "--store", str(tmp_path / "p.db"),
             "--presence", "auto", "--ble", "--adapter", "hci99",
             stderr=asyncio.subprocess.PIPE,
@@ -152,7 +152,7 @@ async def test_cli_qr_and_scan_register_then_sign_in(tmp_path) -> None:
     async with TunnelServer() as server:
         for request in ("mc", "ga"):
             desktop = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "authenticator.cli", "hybrid", "qr", "--request", request,
+                sys.executable, "-m", "authenticator.frontdoor.cli", "hybrid", "qr", "--request", request,
                 "--tunnel-url", server.url(), "--timeout", "60",
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             )  # fmt: skip
@@ -160,7 +160,7 @@ async def test_cli_qr_and_scan_register_then_sign_in(tmp_path) -> None:
             qr = (await asyncio.wait_for(desktop.stdout.readline(), 60)).decode().strip()
             assert qr.startswith("FIDO:/"), qr
             phone = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "authenticator.cli", "hybrid", "scan", qr,
+                sys.executable, "-m", "authenticator.frontdoor.cli", "hybrid", "scan", qr,
                 "--tunnel-url", server.url(), "--store", store, "--profile", "synced-passkey",
                 "--presence", "auto", stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip

@@ -11,7 +11,7 @@ import pytest
 from fido2.ctap2 import Ctap2
 from fido2.hid import CTAPHID
 
-from authenticator.ports import CommandContext
+from authenticator.core.ports import CommandContext
 from transports.hybrid.authenticator_role import HybridError, run_authenticator
 from transports.hybrid.client_role import HybridClient, HybridClientError, HybridCtapDevice
 from transports.hybrid.tunnel_server import TunnelServer

@@ -54,7 +54,7 @@ def active_adverts(adapter: str) -> str:
 
 def start_phone(qr: str, tunnel_url: str, log: Path) -> subprocess.Popen[bytes]:
     cmd = [
-        sys.executable, "-m", "authenticator.cli", "hybrid", "scan", qr,
+        sys.executable, "-m", "authenticator.frontdoor.cli", "hybrid", "scan", qr,
         "--tunnel-url", tunnel_url, "--ble", "--adapter", PHONE_ADAPTER,
         "--presence", "auto", "--store", STORE, "--profile", "synced-passkey",
     ]  # fmt: skip

@@ -23,7 +23,7 @@ since() { echo "$(date +%s.%N) - $t0" | bc 2>/dev/null || echo "?"; }
 { adapter_up hci0 && adapter_up hci1; } || fail "bluetoothd does not have hci0 and hci1"
 ok "btvirt + bluetoothd up ($(since) s)"
 
-$PY -m authenticator.cli tunnel-server --host 127.0.0.1 --port $PORT > $OUT/tunnel.log 2>&1 &
+$PY -m authenticator.frontdoor.cli tunnel-server --host 127.0.0.1 --port $PORT > $OUT/tunnel.log 2>&1 &
 TUNNEL=$!
 SECONDS=0
 until grep -q "listening on" $OUT/tunnel.log; do
@@ -44,7 +44,7 @@ $PY $HERE/vm_hybrid_desktop.py ws://127.0.0.1:$PORT "$OUT" || {
 # Both roles from the CLI: `hybrid qr --ble` (desktop, hci1) and `hybrid scan --ble` (phone,
 # hci0) sign in with the passkey registered above.
 t1=$(date +%s.%N)
-$PY -m authenticator.cli hybrid qr --request ga --ble --adapter hci1 \
+$PY -m authenticator.frontdoor.cli hybrid qr --request ga --ble --adapter hci1 \
   --tunnel-url ws://127.0.0.1:$PORT --timeout 600 > $OUT/qr.out 2> $OUT/qr.log &
 QR=$!
 SECONDS=0
@@ -53,7 +53,7 @@ until grep -q "^FIDO:/" $OUT/qr.out; do
   kill -0 $QR 2>/dev/null || { cat $OUT/qr.log; fail "hybrid qr exited"; }
   sleep 0.5
 done
-$PY -m authenticator.cli hybrid scan "$(grep -m1 '^FIDO:/' $OUT/qr.out)" --ble --adapter hci0 \
+$PY -m authenticator.frontdoor.cli hybrid scan "$(grep -m1 '^FIDO:/' $OUT/qr.out)" --ble --adapter hci0 \
   --tunnel-url ws://127.0.0.1:$PORT --presence auto --store /tmp/phone.db > $OUT/phone-cli.log 2>&1 \
   || { cat $OUT/phone-cli.log $OUT/qr.log; fail "hybrid scan --ble (phone CLI) failed"; }
 wait $QR || { cat $OUT/qr.log; fail "hybrid qr --ble (desktop CLI) failed"; }

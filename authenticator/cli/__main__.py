@@ -1,5 +1,0 @@
-import sys
-
-from authenticator.cli import main
-
-sys.exit(main())

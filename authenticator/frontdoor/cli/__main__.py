@@ -1,0 +1,5 @@
+import sys
+
+from authenticator.frontdoor.cli import main
+
+sys.exit(main())

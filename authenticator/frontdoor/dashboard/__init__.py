@@ -1,0 +1,90 @@
+"""A live web dashboard for ``fido-emu run --dashboard [HOST:]PORT``.
+
+Presence requests with Approve/Deny (``--presence web``), credentials per RP, device state,
+PIN, reset, power cycle, faults, the live CTAP log and hybrid QR scanning, from the same
+process as the transports. Standard library only (asyncio streams, no front-end build).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from authenticator.core import Authenticator
+    from authenticator.frontdoor.dashboard.server import Dashboard
+
+DEFAULT_ADDRESS = "127.0.0.1:8765"
+
+
+def add_dashboard_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dashboard", nargs="?", const=DEFAULT_ADDRESS, default=None, metavar="[HOST:]PORT",
+        help=f"serve the web dashboard (default {DEFAULT_ADDRESS}; a non-loopback HOST needs a token)",
+    )
+    p.add_argument(
+        "--dashboard-token-file", metavar="FILE", default=None,
+        help="require the token in FILE on every dashboard request (created, mode 0600, if missing)",
+    )
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return (host.strip("[]") or "127.0.0.1", int(port))
+
+
+async def start_dashboard(
+    auth: Authenticator,
+    args: argparse.Namespace,
+    *,
+    transports: Sequence[str] = (),
+    power_cycle: Callable[[], None] | None = None,
+) -> Dashboard:
+    """Start the dashboard for ``args``; with a waiting presence source (the terminal prompt)
+    the web buttons race it through FirstOf. Prints the URL (and a generated token)."""
+    import secrets
+
+    from authenticator.core.presence import FirstOf
+    from authenticator.frontdoor.cli import CliError
+    from authenticator.frontdoor.dashboard.presence import WebPresence
+    from authenticator.frontdoor.dashboard.security import is_loopback, load_token
+    from authenticator.frontdoor.dashboard.server import Dashboard
+
+    try:
+        host, port = parse_address(args.dashboard)
+    except ValueError:
+        raise CliError(f"--dashboard must be [HOST:]PORT, not {args.dashboard!r}") from None
+    token, generated = None, False
+    if args.dashboard_token_file:
+        try:
+            token = load_token(args.dashboard_token_file)
+        except (OSError, ValueError) as e:
+            raise CliError(f"dashboard token file: {e}") from e
+    elif not is_loopback(host):
+        token, generated = secrets.token_urlsafe(32), True
+
+    web = auth.presence if isinstance(auth.presence, WebPresence) else None
+    if web is None and getattr(auth.presence, "immediate", None) is None:
+        web = WebPresence()  # auto/deny answer at once; a prompt gets the page as a rival
+        auth.presence = FirstOf(auth.presence, web)
+    dashboard = Dashboard(
+        auth, host=host, port=port, token=token, web_presence=web,
+        transports=transports, power_cycle=power_cycle,
+    )
+    try:
+        url = await dashboard.start()
+    except OSError as e:
+        raise CliError(f"cannot serve the dashboard on {host}:{port}: {e.strerror}") from e
+    if generated:
+        print(f"fido-emu: dashboard on {url}?token={token}", file=sys.stderr, flush=True)
+    elif token:
+        print(f"fido-emu: dashboard on {url} (token in {args.dashboard_token_file})",
+              file=sys.stderr, flush=True)
+    else:
+        print(f"fido-emu: dashboard on {url}", file=sys.stderr, flush=True)
+    return dashboard
+
+
+__all__ = ["DEFAULT_ADDRESS", "add_dashboard_options", "parse_address", "start_dashboard"]
