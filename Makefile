@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench vm clean
+.PHONY: demo test lint bench vm clean conformance
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
+# the SoloKeys conformance suite against `fido-emu run --transport udp` (also run by `make test`
+# through tests/conformance/test_conformance.py); suite from $FIDO_EMU_CONFORMANCE_SUITE or
+# ../shared/third_party/fido2-tests
+conformance: $(STAMP)
+	$(BIN)/python tests/conformance/run.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -28,4 +34,4 @@ bench: $(STAMP)
 	$(BIN)/python tools/bench/run.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info .conformance

@@ -129,7 +129,9 @@ class CtapHidEngine:
     ``send`` is called synchronously with each 64-byte device→host report, in order; a
     transport whose writes may block (``/dev/hidgN``) queues them itself. ``lock`` is shared
     between the transports of one authenticator so that only one command runs at a time.
-    ``feed`` must be called from the event loop thread.
+    ``feed`` must be called from the event loop thread. ``adopt_cid(cid)`` decides whether a
+    request on a CID never allocated opens it (Solo's simulator does; UDP uses it); without it
+    only INIT adopts such a CID and anything else gets INVALID_CHANNEL.
     """
 
     def __init__(
@@ -146,6 +148,7 @@ class CtapHidEngine:
         max_channels: int = 256,
         clock: Callable[[], float] = time.monotonic,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        adopt_cid: Callable[[int], bool] | None = None,
     ) -> None:
         self.handler = handler
         self.u2f = u2f
@@ -158,6 +161,7 @@ class CtapHidEngine:
         self._lock = lock if lock is not None else asyncio.Lock()
         self._clock = clock
         self._random = random_bytes
+        self._adopt_cid = adopt_cid
         self._channels: OrderedDict[int, None] = OrderedDict()
         self._txn: _Receiving | _Processing | None = None
         self._channel_lock: _Lock | None = None
@@ -189,10 +193,16 @@ class CtapHidEngine:
 
     def power_cycle(self) -> None:
         """Simulated replug: all channels, locks and pending messages vanish, then the core's."""
-        self._abort_transaction()
-        self._channels.clear()
-        self._channel_lock = None
+        self.reset_link()
         self.handler.power_cycle()
+
+    def reset_link(self, *, keep_channels: bool = False) -> None:
+        """The engine's half of a power cycle: pending messages and LOCK vanish; channels too
+        unless ``keep_channels`` (a simulator reboot the host never saw as a re-enumeration)."""
+        self._abort_transaction()
+        if not keep_channels:
+            self._channels.clear()
+        self._channel_lock = None
 
     async def aclose(self) -> None:
         """Stop timers and running commands (on transport shutdown)."""
@@ -228,7 +238,7 @@ class CtapHidEngine:
         if cmd == Cmd.INIT:
             self._on_init(cid, length, data)
             return
-        if cid == BROADCAST_CID or cid not in self._channels:
+        if cid == BROADCAST_CID:
             self._error(cid, HidError.INVALID_CHANNEL)
             return
         if self._locked_against(cid):
@@ -237,6 +247,16 @@ class CtapHidEngine:
             self._error(cid, HidError.CHANNEL_BUSY)
             return
         txn = self._txn
+        if txn is not None and txn.cid != cid:
+            # §11.2.5.3: a request from "a different channel" while busy fails with BUSY at once,
+            # allocated or not (Solo's order too: busy is checked before the channel table).
+            self._error(cid, HidError.CHANNEL_BUSY)
+            return
+        if cid not in self._channels:
+            if self._adopt_cid is None or not self._adopt_cid(cid):
+                self._error(cid, HidError.INVALID_CHANNEL)
+                return
+            self._adopt(cid)
         if txn is not None:
             if txn.cid != cid or isinstance(txn, _Processing):
                 # §11.2.5.1: another channel's request while busy fails at once. Spec silent on
@@ -294,24 +314,27 @@ class CtapHidEngine:
             self._error(rx.cid, HidError.MSG_TIMEOUT)
 
     def _on_init(self, cid: int, length: int, nonce: bytes) -> None:
-        if cid != BROADCAST_CID and cid not in self._channels:
-            self._error(cid, HidError.INVALID_CHANNEL)
-            return
         if length != 8:
             self._error(cid, HidError.INVALID_LEN)
             return
         txn = self._txn
-        if self._locked_against(cid) or (txn is not None and txn.cid != cid):
-            # §11.2.5.1 makes no exception for INIT: a broadcast INIT while another channel's
-            # transaction runs gets BUSY (python-fido2 retries on it).
+        if self._locked_against(cid) or (isinstance(txn, _Processing) and txn.cid != cid):
+            # A broadcast INIT while another channel's command runs gets BUSY (python-fido2
+            # and libfido2 retry on it); so does any INIT while another channel holds LOCK.
             self._error(cid, HidError.CHANNEL_BUSY)
             return
-        if txn is not None:
+        if txn is not None and txn.cid == cid:
             # §11.2.5.3: INIT on the active channel aborts its transaction and resyncs.
             self._abort_transaction()
-        new_cid = self._allocate() if cid == BROADCAST_CID else cid
-        if new_cid != BROADCAST_CID:
-            self._channels.move_to_end(new_cid)
+        # Spec silent (docs/conformance.md): INIT never disturbs another channel's message being
+        # reassembled, and INIT on a CID we never handed out adopts it, as Solo's firmware does
+        # (the suite depends on both). Adoption grants nothing: any host on a HID bus can already
+        # write to any CID. ``adopt_cid`` may refuse (UDP: a CID another client address holds).
+        if cid != BROADCAST_CID and cid not in self._channels:
+            if self._adopt_cid is not None and not self._adopt_cid(cid):
+                self._error(cid, HidError.INVALID_CHANNEL)
+                return
+        new_cid = self._allocate() if cid == BROADCAST_CID else self._adopt(cid)
         major, minor, build = self.device_version
         payload = nonce + struct.pack(
             ">IBBBBB", new_cid, PROTOCOL_VERSION, major, minor, build, int(self.capabilities)
@@ -443,7 +466,23 @@ class CtapHidEngine:
 
     # ------------------------------------------------------------------ helpers
 
+    def _adopt(self, cid: int) -> int:
+        if cid not in self._channels:
+            self._make_room()
+            self._channels[cid] = None
+        self._channels.move_to_end(cid)
+        return cid
+
     def _allocate(self) -> int:
+        self._make_room()
+        while True:
+            cid = int.from_bytes(self._random(4), "big")
+            if cid not in (0, BROADCAST_CID) and cid not in self._channels:
+                self._channels[cid] = None
+                return cid
+
+    def _make_room(self) -> None:
+        """Evict the least recently used idle channels until one more fits."""
         while len(self._channels) >= self.max_channels:
             busy = {t.cid for t in (self._txn,) if t is not None}
             if self._channel_lock is not None:
@@ -452,11 +491,6 @@ class CtapHidEngine:
             if victim is None:
                 break
             del self._channels[victim]
-        while True:
-            cid = int.from_bytes(self._random(4), "big")
-            if cid not in (0, BROADCAST_CID) and cid not in self._channels:
-                self._channels[cid] = None
-                return cid
 
     def _error(self, cid: int, code: HidError) -> None:
         self._send(cid, Cmd.ERROR, bytes([code]))

@@ -1,9 +1,16 @@
 """CTAPHID over UDP: the SoloKeys simulator convention, for tests without a kernel device.
 
 One datagram is one 64-byte HID report with no report-id byte. The device listens on
-127.0.0.1:8111 and sends every report to 127.0.0.1:7112 (solo1 ``pc/device.c``), so existing
-tools written for the Solo simulator (solo-python, fido2-tests) can talk to us. The client side
-(:class:`UdpCtapHidConnection`) plugs into python-fido2's ``CtapHidDevice``.
+127.0.0.1:8111 like solo1's ``pc/device.c``; its clients (solo-python, fido2-tests,
+python-fido2 over :class:`UdpCtapHidConnection`) bind 127.0.0.1:7112 by convention and send
+from it, so answering every datagram to its sender serves them and any number of other clients.
+
+Each client address gets its own CTAPHID engine, so its channels belong to it: another address
+naming them gets INVALID_CHANNEL (a HID bus has one host; UDP has many), and a flood of INITs
+from one address evicts only that address's channels. Like Solo's simulator, a request on a CID
+nobody holds opens it for the sender (fido2-tests picks CIDs itself, e.g. after a reboot). Broadcast INITs are rate-limited per
+address. Commands from all clients share the authenticator's lock: one runs at a time, the
+others wait with KEEPALIVE PROCESSING instead of being told CHANNEL_BUSY.
 """
 
 from __future__ import annotations
@@ -11,13 +18,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import struct
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fido2.hid import CtapHidDevice
 from fido2.hid.base import CtapHidConnection, HidDescriptor
 
 from authenticator.core.ports import CtapHandler
-from transports.ctaphid import REPORT_SIZE, CtapHidEngine
+from transports.ctaphid import BROADCAST_CID, REPORT_SIZE, TYPE_INIT, Cmd, CtapHidEngine
 from transports.hid_descriptor import DEFAULT_PID, DEFAULT_VID
 from transports.lifecycle import Served
 
@@ -26,14 +38,17 @@ log = logging.getLogger(__name__)
 DEFAULT_LISTEN = ("127.0.0.1", 8111)
 DEFAULT_REPLY_TO = ("127.0.0.1", 7112)
 
-# The 64-byte report on which the solo1 simulator exits with status 100 so that its test harness
-# (solokeys/fido2-tests) restarts it: a simulated unplug/replug. We take it as power_cycle().
+# The 64-byte report on which the solo1 simulator reboots (fido2-tests sends it between tests
+# and keeps using its channel). Honoured only with ``allow_reboot_report``: otherwise any local
+# process could power-cycle the device, clearing PIN_AUTH_BLOCKED and reopening reset's window.
 SOLO_MAGIC_REBOOT = bytes.fromhex(
     "ac1052ca95e569de69e02ebff333485f13f9b2da34c5a8a3"
     "40526697a9ab2e0b394d8d04973c134005be1a0140bff604"
     "5bb26eb77a73eaa47813f6b49a7250dc"
 )
 assert len(SOLO_MAGIC_REBOOT) == REPORT_SIZE
+
+_BROADCAST_INIT = struct.pack(">IB", BROADCAST_CID, TYPE_INIT | Cmd.INIT)
 
 Address = tuple[str, int]
 
@@ -46,16 +61,31 @@ class _Protocol(asyncio.DatagramProtocol):
         self.owner._on_datagram(data, addr)
 
     def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable when no client listens on the reply port: harmless.
+        # ICMP port unreachable when a client went away: harmless.
         log.debug("UDP transport: %s", exc)
 
 
-class UdpTransport(Served):
-    """Serve one CTAPHID device over UDP.
+@dataclass
+class _Peer:
+    """One client address: its own channels (engine) and its broadcast-INIT token bucket."""
 
-    ``reply_to=None`` answers whoever sent the latest datagram instead of a fixed address,
-    which lets tests run on ephemeral ports. ``engine_options`` go to :class:`CtapHidEngine`
-    (``u2f``, ``device_version``, ``msg_timeout`` ...); pass the authenticator-wide ``lock``.
+    engine: CtapHidEngine
+    tokens: float
+    refilled: float
+    seen: float
+    warned: bool = False
+
+
+class UdpTransport(Served):
+    """Serve one CTAPHID device over UDP to any number of client addresses.
+
+    ``allow_reboot_report`` honours solo1's magic reboot report (the core power-cycles, channels
+    stay, as with Solo's simulator). ``init_rate`` broadcast INITs per second (burst
+    ``init_burst``) per address; more are dropped. At most ``max_peers`` addresses are tracked;
+    the least recently seen idle one is forgotten when a new one arrives, unless all were seen
+    within ``peer_idle`` seconds (then the newcomer is ignored, so a flood from many ports cannot
+    push out a working client). ``engine_options`` go to :class:`CtapHidEngine`; pass the
+    authenticator-wide ``lock``.
     """
 
     def __init__(
@@ -63,15 +93,32 @@ class UdpTransport(Served):
         handler: CtapHandler,
         *,
         listen: Address = DEFAULT_LISTEN,
-        reply_to: Address | None = DEFAULT_REPLY_TO,
+        reply_to: None = None,
         lock: asyncio.Lock | None = None,
+        allow_reboot_report: bool = False,
+        init_rate: float = 20.0,
+        init_burst: int = 64,
+        max_peers: int = 256,
+        peer_idle: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
         **engine_options: Any,
     ) -> None:
+        if reply_to is not None:
+            raise ValueError("UDP replies always go to the sender; reply_to is no longer taken")
+        self.handler = handler
         self.listen = listen
-        self.reply_to = reply_to
-        self._peer: Address | None = reply_to
+        self.allow_reboot_report = allow_reboot_report
+        self.init_rate = init_rate
+        self.init_burst = init_burst
+        self.max_peers = max_peers
+        self.peer_idle = peer_idle
+        self._clock = clock
+        self._lock = lock if lock is not None else asyncio.Lock()
+        self._engine_options = engine_options
+        self._peers: OrderedDict[Address, _Peer] = OrderedDict()
+        self._closing: set[asyncio.Task[None]] = set()
         self._transport: asyncio.DatagramTransport | None = None
-        self.engine = CtapHidEngine(handler, self._send, lock=lock, **engine_options)
+        self._reboot_warned = False
 
     @property
     def address(self) -> Address:
@@ -80,6 +127,15 @@ class UdpTransport(Served):
             raise RuntimeError("UDP transport not started")
         host, port = self._transport.get_extra_info("sockname")[:2]
         return host, port
+
+    @property
+    def peers(self) -> tuple[Address, ...]:
+        return tuple(self._peers)
+
+    def channels(self, peer: Address) -> tuple[int, ...]:
+        """The channels ``peer`` holds (empty for an unknown address)."""
+        entry = self._peers.get(peer)
+        return entry.engine.channels if entry is not None else ()
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -92,22 +148,96 @@ class UdpTransport(Served):
         if self._transport is not None:
             self._transport.close()
             self._transport = None
-        await self.engine.aclose()
+        peers, self._peers = list(self._peers.values()), OrderedDict()
+        await asyncio.gather(*(p.engine.aclose() for p in peers), *self._closing)
 
+    def power_cycle(self) -> None:
+        """Simulated unplug/replug: every client's channels go, then the core's volatile state."""
+        for peer in self._peers.values():
+            peer.engine.reset_link()
+        self.handler.power_cycle()
+
+    def reboot(self) -> None:
+        """Solo simulator reboot: the core power-cycles, channels stay (no re-enumeration)."""
+        for peer in self._peers.values():
+            peer.engine.reset_link(keep_channels=True)
+        self.handler.power_cycle()
+
+    # ----------------------------------------------------------------- datagrams
 
     def _on_datagram(self, data: bytes, addr: Any) -> None:
-        if self.reply_to is None:
-            self._peer = (addr[0], addr[1])
+        address: Address = (addr[0], addr[1])
         if data == SOLO_MAGIC_REBOOT:
-            log.info("UDP transport: simulator reboot report, power-cycling")
-            self.engine.power_cycle()
+            if self.allow_reboot_report:
+                log.info("UDP transport: simulator reboot report from %s:%d", *address)
+                self.reboot()
+            elif not self._reboot_warned:
+                self._reboot_warned = True
+                log.warning(
+                    "UDP transport: ignored a simulator reboot report from %s:%d "
+                    "(fido-emu run --allow-reboot-report honours it)", *address
+                )
             return
-        self.engine.feed(data)
+        peer = self._peer(address)
+        if peer is None:
+            return
+        if data.startswith(_BROADCAST_INIT) and not self._take_token(peer, address):
+            return
+        peer.engine.feed(data)
 
-    def _send(self, report: bytes) -> None:
-        if self._transport is None or self._peer is None:
-            return
-        self._transport.sendto(report, self._peer)
+    def _peer(self, address: Address) -> _Peer | None:
+        now = self._clock()
+        peer = self._peers.get(address)
+        if peer is not None:
+            peer.seen = now
+            self._peers.move_to_end(address)
+            return peer
+        if len(self._peers) >= self.max_peers and not self._forget_one(now):
+            log.debug("UDP transport: peer table full, ignoring %s:%d", *address)
+            return None
+        engine = CtapHidEngine(
+            self.handler, lambda report: self._send(report, address), lock=self._lock,
+            adopt_cid=lambda cid: self._unowned(cid, address), **self._engine_options,
+        )
+        peer = _Peer(engine, tokens=float(self.init_burst), refilled=now, seen=now)
+        self._peers[address] = peer
+        return peer
+
+    def _unowned(self, cid: int, address: Address) -> bool:
+        """A client may open any CID (as on Solo's simulator) that no other address holds."""
+        return not any(
+            cid in peer.engine.channels for a, peer in self._peers.items() if a != address
+        )
+
+    def _forget_one(self, now: float) -> bool:
+        for address, peer in self._peers.items():
+            if now - peer.seen < self.peer_idle:
+                return False  # ordered by last use: everyone after this one is fresher
+            if not peer.engine.busy:
+                del self._peers[address]
+                task = asyncio.get_running_loop().create_task(peer.engine.aclose())
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+                return True
+        return False
+
+    def _take_token(self, peer: _Peer, address: Address) -> bool:
+        now = self._clock()
+        peer.tokens = min(
+            float(self.init_burst), peer.tokens + (now - peer.refilled) * self.init_rate
+        )
+        peer.refilled = now
+        if peer.tokens >= 1.0:
+            peer.tokens -= 1.0
+            return True
+        if not peer.warned:
+            peer.warned = True
+            log.warning("UDP transport: broadcast INIT flood from %s:%d, dropping", *address)
+        return False
+
+    def _send(self, report: bytes, address: Address) -> None:
+        if self._transport is not None:
+            self._transport.sendto(report, address)
 
 
 class UdpCtapHidConnection(CtapHidConnection):

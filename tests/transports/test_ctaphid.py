@@ -183,7 +183,35 @@ async def test_invalid_channel_cases() -> None:
     assert await host.call(0, Cmd.PING, b"x") == error(HidError.INVALID_CHANNEL)
     assert await host.call(BROADCAST_CID, Cmd.PING, b"x") == error(HidError.INVALID_CHANNEL)
     assert await host.call(cid + 100, Cmd.PING, b"x") == error(HidError.INVALID_CHANNEL)
-    assert await host.call(cid + 100, Cmd.INIT, bytes(8)) == error(HidError.INVALID_CHANNEL)
+
+
+async def test_init_on_never_allocated_cid_adopts_it() -> None:
+    """Spec silent; Solo's firmware (and the fido2-tests busy/abort tests) adopt the CID."""
+    host = Host()
+    assert await host.init(0x11223344) == 0x11223344
+    assert 0x11223344 in host.engine.channels
+    assert await host.call(0x11223344, Cmd.PING, b"x") == (Cmd.PING, b"x")
+
+
+async def test_init_from_another_channel_leaves_reassembly_alone() -> None:
+    host = Host()
+    a = await host.init()
+    reports = fragment(a, Cmd.PING, bytes(100))
+    host.engine.feed(reports[0])
+    b = await host.init()  # answered at once, a's message is still being received
+    assert await host.init(0x01020304) == 0x01020304
+    assert host.engine.busy
+    host.engine.feed(reports[1])
+    assert await host.read() == (a, Cmd.PING, bytes(100))
+    assert await host.call(b, Cmd.PING, b"b") == (Cmd.PING, b"b")
+
+
+async def test_other_channel_gets_busy_before_invalid_channel() -> None:
+    """§11.2.5.3: a different channel's request while busy fails with BUSY, allocated or not."""
+    host = Host()
+    a = await host.init()
+    host.engine.feed(fragment(a, Cmd.PING, bytes(100))[0])
+    assert await host.call(0x55667788, Cmd.PING, b"x") == error(HidError.CHANNEL_BUSY)
 
 
 async def test_init_with_wrong_length() -> None:
@@ -347,7 +375,6 @@ async def test_channel_busy_during_reassembly_and_processing() -> None:
     b = await host.init()
     host.engine.feed(fragment(a, Cmd.PING, bytes(100))[0])
     assert await host.call(b, Cmd.PING, b"x") == error(HidError.CHANNEL_BUSY)
-    assert await host.call(BROADCAST_CID, Cmd.INIT, bytes(8)) == error(HidError.CHANNEL_BUSY)
     host.engine.feed(fragment(a, Cmd.PING, bytes(100))[1])
     assert await host.read() == (a, Cmd.PING, bytes(100))
 
@@ -361,6 +388,7 @@ async def test_channel_busy_during_reassembly_and_processing() -> None:
     host.write(a, Cmd.CBOR, b"\x04")
     await asyncio.sleep(0)
     assert await host.call(b, Cmd.CBOR, b"\x04") == error(HidError.CHANNEL_BUSY)
+    assert await host.call(BROADCAST_CID, Cmd.INIT, bytes(8)) == error(HidError.CHANNEL_BUSY)
     host.write(a, Cmd.PING, b"x")  # same channel, command still running
     msg = await host.response()
     assert msg == (a, Cmd.ERROR, bytes([HidError.CHANNEL_BUSY]))

@@ -17,7 +17,6 @@ from authenticator.core.ports import CommandContext, KeepaliveStatus
 from transports.ctaphid import MAX_MESSAGE_SIZE, fragment
 from transports.udp import (
     SOLO_MAGIC_REBOOT,
-    UdpCtapHidConnection,
     UdpTransport,
     open_udp_device,
 )
@@ -58,7 +57,7 @@ class FakeHandler:
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[UdpTransport, FakeHandler]]:
     handler = FakeHandler()
-    transport = UdpTransport(handler, listen=(LOOPBACK, 0), reply_to=None)
+    transport = UdpTransport(handler, listen=(LOOPBACK, 0))
     await transport.start()
     yield transport, handler
     await transport.close()
@@ -124,45 +123,225 @@ async def test_two_clients_get_distinct_channels(server: tuple[UdpTransport, Fak
         b.close()
 
 
-async def test_solo_magic_reboot_power_cycles(server: tuple[UdpTransport, FakeHandler]) -> None:
-    transport, handler = server
-    dev = await asyncio.to_thread(_open, transport)
-    try:
-        conn: UdpCtapHidConnection = dev._connection  # type: ignore[assignment]
-        conn.send_reboot()
-        for _ in range(100):
-            if handler.power_cycles:
-                break
-            await asyncio.sleep(0.01)
-        assert handler.power_cycles == 1
-        # The old channel is gone, as after a replug.
-        with pytest.raises(CtapError) as info:
-            await asyncio.to_thread(dev.ping, b"x")
-        assert info.value.code == CtapError.ERR.INVALID_CHANNEL
-    finally:
-        dev.close()
+class RawClient:
+    """A bare UDP CTAPHID client on its own port (no python-fido2), for exact reports."""
 
+    def __init__(self, device: tuple[str, int]) -> None:
+        self.device = device
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((LOOPBACK, 0))
+        self.sock.setblocking(False)
 
-async def test_fixed_reply_address_convention() -> None:
-    """The solo1 layout: device answers a fixed address, whoever sent the request."""
-    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    client.bind((LOOPBACK, 0))
-    client.setblocking(False)
-    transport = UdpTransport(FakeHandler(), listen=(LOOPBACK, 0), reply_to=client.getsockname())
-    await transport.start()
-    try:
-        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.sock.getsockname()
+
+    def send(self, cid: int, cmd: int, data: bytes = b"") -> None:
+        for report in fragment(cid, cmd, data):
+            self.sock.sendto(report, self.device)
+
+    def send_raw(self, report: bytes) -> None:
+        self.sock.sendto(report, self.device)
+
+    async def recv(self) -> tuple[int, int, bytes]:
+        report = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(self.sock, 64), 5)
+        cid, cmd, length = struct.unpack_from(">IBH", report)
+        return cid, cmd & 0x7F, report[7 : 7 + min(length, 57)]
+
+    async def init(self, cid: int = 0xFFFFFFFF) -> int:
         nonce = os.urandom(8)
-        sender.sendto(fragment(0xFFFFFFFF, CTAPHID.INIT, nonce)[0], transport.address)
-        loop = asyncio.get_running_loop()
-        report = await asyncio.wait_for(loop.sock_recv(client, 64), 5)
-        assert len(report) == 64
-        assert struct.unpack_from(">IBH", report) == (0xFFFFFFFF, 0x86, 17)
-        assert report[7:15] == nonce
-        sender.close()
+        self.send(cid, CTAPHID.INIT, nonce)
+        rcid, cmd, data = await self.recv()
+        assert (rcid, cmd, data[:8]) == (cid, CTAPHID.INIT, nonce)
+        return int.from_bytes(data[8:12], "big")
+
+    def silent(self) -> bool:
+        try:
+            self.sock.recv(64)
+        except BlockingIOError:
+            return True
+        return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+async def clients(server: tuple[UdpTransport, FakeHandler]):
+    made: list[RawClient] = []
+
+    def make() -> RawClient:
+        made.append(RawClient(server[0].address))
+        return made[-1]
+
+    yield make
+    for c in made:
+        c.close()
+
+
+async def test_reboot_report_ignored_without_the_flag(server, clients) -> None:
+    """D9: any local process could otherwise power-cycle the device (clears PIN_AUTH_BLOCKED)."""
+    transport, handler = server
+    a = clients()
+    cid = await a.init()
+    a.send_raw(SOLO_MAGIC_REBOOT)
+    a.send(cid, CTAPHID.PING, b"after")  # datagrams are handled in order
+    assert await a.recv() == (cid, CTAPHID.PING, b"after")
+    assert handler.power_cycles == 0
+
+
+async def test_reboot_report_with_the_flag_power_cycles_and_keeps_channels() -> None:
+    """Solo's simulator semantics: the core power-cycles, the host's channel stays usable."""
+    handler = FakeHandler()
+    transport = UdpTransport(handler, listen=(LOOPBACK, 0), allow_reboot_report=True)
+    await transport.start()
+    a = RawClient(transport.address)
+    try:
+        cid = await a.init()
+        a.send_raw(SOLO_MAGIC_REBOOT)
+        a.send(cid, CTAPHID.PING, b"same channel")
+        assert await a.recv() == (cid, CTAPHID.PING, b"same channel")
+        assert handler.power_cycles == 1
+        assert cid in transport.channels(a.address)
     finally:
-        client.close()
+        a.close()
         await transport.close()
+
+
+async def test_power_cycle_drops_every_clients_channels(server, clients) -> None:
+    transport, handler = server
+    a = clients()
+    await a.init()
+    transport.power_cycle()
+    assert handler.power_cycles == 1
+    assert transport.channels(a.address) == ()
+    await a.init()
+
+
+async def test_replies_go_to_each_sender(server, clients) -> None:
+    a, b = clients(), clients()
+    ca, cb = await a.init(), await b.init()
+    b.send(cb, CTAPHID.PING, b"to b")
+    a.send(ca, CTAPHID.PING, b"to a")
+    assert await a.recv() == (ca, CTAPHID.PING, b"to a")
+    assert await b.recv() == (cb, CTAPHID.PING, b"to b")
+    assert a.silent() and b.silent()
+
+
+async def test_channel_belongs_to_the_address_that_allocated_it(server, clients) -> None:
+    """D9: another address naming a client's CID gets INVALID_CHANNEL, the owner is unharmed."""
+    transport, _ = server
+    owner, other = clients(), clients()
+    cid = await owner.init()
+    other.send(cid, CTAPHID.PING, b"steal")
+    assert await other.recv() == (cid, CTAPHID.ERROR, bytes([0x0B]))
+    other.send(cid, CTAPHID.INIT, os.urandom(8))  # nor can it resync (adopt) the owner's CID
+    assert await other.recv() == (cid, CTAPHID.ERROR, bytes([0x0B]))
+    assert cid not in transport.channels(other.address)
+    owner.send(cid, CTAPHID.PING, b"mine")
+    assert await owner.recv() == (cid, CTAPHID.PING, b"mine")
+
+
+async def test_unheld_cid_is_adopted_like_solos_simulator(server, clients) -> None:
+    """fido2-tests sends on CIDs it picked itself; nobody holds them, so the sender gets them."""
+    transport, _ = server
+    a = clients()
+    a.send(0x05040302, CTAPHID.PING, b"x")
+    assert await a.recv() == (0x05040302, CTAPHID.PING, b"x")
+    assert await a.init(0x11223344) == 0x11223344
+    assert set(transport.channels(a.address)) == {0x05040302, 0x11223344}
+
+
+async def test_init_flood_from_another_port_leaves_client_channel(server, clients) -> None:
+    """D9: 300 broadcast INITs from another local port used to evict a connected client."""
+    transport, _ = server
+    victim, attacker = clients(), clients()
+    cid = await victim.init()
+    for _ in range(10):  # in batches, each acknowledged, so the kernel's socket buffer never drops
+        for _ in range(30):
+            attacker.send(0xFFFFFFFF, CTAPHID.INIT, os.urandom(8))
+        attacker.send(0xFFFFFFFF, CTAPHID.PING, b"mark")  # INVALID_CHANNEL: the batch was read
+        while (await attacker.recv())[1] != CTAPHID.ERROR:
+            pass
+    victim.send(cid, CTAPHID.PING, b"still here")
+    assert await victim.recv() == (cid, CTAPHID.PING, b"still here")
+    assert cid in transport.channels(victim.address)
+
+
+async def test_broadcast_init_is_rate_limited_per_source() -> None:
+    now = [0.0]
+    transport = UdpTransport(
+        FakeHandler(), listen=(LOOPBACK, 0), init_rate=2.0, init_burst=5, clock=lambda: now[0]
+    )
+    await transport.start()
+    a, b = RawClient(transport.address), RawClient(transport.address)
+    try:
+        for _ in range(8):
+            a.send(0xFFFFFFFF, CTAPHID.INIT, os.urandom(8))
+        a.send(0xFFFFFFFF, CTAPHID.PING, b"mark")  # answered (INVALID_CHANNEL): ends the batch
+        answers = []
+        while (msg := await a.recv())[1] == CTAPHID.INIT:
+            answers.append(msg)
+        assert len(answers) == 5 and msg[1] == CTAPHID.ERROR
+        assert await b.init()  # another source has its own budget
+        now[0] += 1.0  # two tokens back for a
+        assert await a.init() and await a.init()
+        a.send(0xFFFFFFFF, CTAPHID.INIT, os.urandom(8))
+        a.send(0xFFFFFFFF, CTAPHID.PING, b"mark")
+        assert (await a.recv())[1] == CTAPHID.ERROR
+    finally:
+        a.close()
+        b.close()
+        await transport.close()
+
+
+async def test_peer_table_is_bounded_and_protects_active_clients() -> None:
+    now = [0.0]
+    transport = UdpTransport(
+        FakeHandler(), listen=(LOOPBACK, 0), max_peers=2, peer_idle=10.0, clock=lambda: now[0]
+    )
+    await transport.start()
+    a, b, c = (RawClient(transport.address) for _ in range(3))
+    try:
+        ca = await a.init()
+        await b.init()
+        c.send(0xFFFFFFFF, CTAPHID.INIT, os.urandom(8))  # table full of fresh peers: ignored
+        a.send(ca, CTAPHID.PING, b"a")
+        assert await a.recv() == (ca, CTAPHID.PING, b"a")
+        assert c.silent() and c.address not in transport.peers
+        now[0] += 11.0  # b idles out (a too, but a is used again first)
+        a.send(ca, CTAPHID.PING, b"a")
+        assert await a.recv() == (ca, CTAPHID.PING, b"a")
+        assert await c.init()
+        assert set(transport.peers) == {a.address, c.address}
+    finally:
+        for x in (a, b, c):
+            x.close()
+        await transport.close()
+
+
+async def test_clients_queue_on_the_shared_lock_instead_of_busy(server, clients) -> None:
+    """Two addresses with commands at once: both answered, the second after the first."""
+    transport, handler = server
+    handler.presence.clear()
+    a, b = clients(), clients()
+    ca, cb = await a.init(), await b.init()
+    a.send(ca, CTAPHID.CBOR, b"\x01\xa0")
+    assert await a.recv() == (ca, 0x3B, bytes([2]))  # KEEPALIVE UPNEEDED: a holds the core
+    b.send(cb, CTAPHID.CBOR, b"\x04")
+    assert await b.recv() == (cb, 0x3B, bytes([1]))  # PROCESSING while queued, not CHANNEL_BUSY
+    handler.presence.set()
+    while (msg := await a.recv())[1] == 0x3B:
+        pass
+    assert msg == (ca, CTAPHID.CBOR, b"\x00\xa0\x01")
+    while (msg := await b.recv())[1] == 0x3B:
+        pass
+    assert msg == (cb, CTAPHID.CBOR, b"\x00\x04")
+
+
+def test_reply_to_is_refused() -> None:
+    with pytest.raises(ValueError, match="sender"):
+        UdpTransport(FakeHandler(), reply_to=("127.0.0.1", 7112))  # type: ignore[arg-type]
 
 
 def test_magic_reboot_report_is_64_bytes() -> None:
@@ -177,7 +356,7 @@ async def test_real_core_make_credential_and_get_assertion_over_udp() -> None:
     from fido2.ctap2 import Ctap2
     from fido2.ctap2.base import AttestationResponse
 
-    transport = UdpTransport(core.Authenticator(), listen=(LOOPBACK, 0), reply_to=None)
+    transport = UdpTransport(core.Authenticator(), listen=(LOOPBACK, 0))
     await transport.start()
     dev = await asyncio.to_thread(_open, transport)
     try:

@@ -4,6 +4,9 @@ Several ``--transport`` options share one authenticator (one command at a time a
 them). SIGINT/SIGTERM shut down cleanly (the UHID device is destroyed, the gadget unbound and
 removed, as when a key is unplugged); SIGUSR1 simulates unplug/replug (power cycle). Each CTAP command is logged
 as command, rpId, status and duration, never a secret.
+
+``--instances N`` serves N independent authenticators over UDP (own store each, ports
+``--udp-port`` + i) for load tests; ``--workers K`` spreads them over K processes.
 """
 
 from __future__ import annotations
@@ -11,8 +14,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
+from pathlib import Path
 
 from authenticator.frontdoor.cli.common import add_presence_option, add_store_options
 from authenticator.frontdoor.dashboard import add_dashboard_options
@@ -34,8 +39,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--udp-port", type=int, default=8111, help="UDP listen port (default 8111)")
     p.add_argument("--udp-host", default="127.0.0.1", help="UDP listen address")
-    p.add_argument("--udp-reply-port", type=int, default=7112, help="UDP reply port (default 7112)")
-    p.add_argument("--udp-reply-host", default="127.0.0.1")
+    # replies go to each datagram's sender now; kept so that old scripts still start
+    p.add_argument("--udp-reply-port", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--udp-reply-host", default=None, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--allow-reboot-report", action="store_true",
+        help="UDP: honour the solo1 simulator's magic reboot report (power cycle, channels "
+        "kept), as fido2-tests expects. Off by default: any local process could send it",
+    )
+    p.add_argument(
+        "--instances", type=int, default=1, metavar="N",
+        help="UDP: serve N independent authenticators on ports --udp-port+0..N-1, each with its "
+        "own store (--store PATH becomes PATH-STEM-i.SUFFIX)",
+    )
+    p.add_argument(
+        "--workers", type=int, default=1, metavar="K",
+        help="spread the --instances over K processes (throughput grows with cores)",
+    )
     p.add_argument("--pid", type=lambda s: int(s, 0), default=None, help="USB product id (VID is 0x1209)")
     p.add_argument("--name", default=None, help="HID device name (UHID) / product string (gadget)")
     p.add_argument("--udc", default=None, help="gadget: the UDC to bind (default: the first one)")
@@ -88,6 +108,15 @@ def run_gadget(args: argparse.Namespace) -> int:
     return 0
 
 
+def _udp(auth, args: argparse.Namespace, port: int, lock: asyncio.Lock):
+    from transports.udp import UdpTransport
+
+    return UdpTransport(
+        auth, listen=(args.udp_host, port), allow_reboot_report=args.allow_reboot_report,
+        transport="udp", lock=lock, u2f=auth.config.u2f,
+    )
+
+
 async def serve(args: argparse.Namespace, auth) -> None:
     from authenticator.frontdoor.cli import CliError
 
@@ -96,12 +125,7 @@ async def serve(args: argparse.Namespace, auth) -> None:
     transports = []
     for name in dict.fromkeys(args.transport):
         if name == "udp":
-            from transports.udp import UdpTransport
-
-            transports.append(UdpTransport(
-                auth, listen=(args.udp_host, args.udp_port),
-                reply_to=(args.udp_reply_host, args.udp_reply_port), transport="udp", **opts,
-            ))
+            transports.append(_udp(auth, args, args.udp_port, lock))
         elif name == "uhid":
             from transports.uhid import UhidDevice, UhidTransport
 
@@ -139,8 +163,8 @@ async def serve(args: argparse.Namespace, auth) -> None:
         loop.add_signal_handler(signal.SIGTERM, stop.set)
 
         def power_cycle() -> None:
-            for t in started:
-                t.engine.power_cycle()  # drops channels, then the core's volatile state
+            for t in started:  # each drops its channels, then the core's volatile state
+                (getattr(t, "power_cycle", None) or t.engine.power_cycle)()
 
         loop.add_signal_handler(signal.SIGUSR1, power_cycle)
         if args.dashboard:
@@ -163,16 +187,125 @@ async def serve(args: argparse.Namespace, auth) -> None:
             await t.close()
 
 
-def run(args: argparse.Namespace) -> int:
+def instance_store(store: str | None, index: int, count: int) -> str | None:
+    """Instance ``index``'s store: ``run.db`` -> ``run-0.db``, ``run-1.db``...; ':memory:' stays."""
+    if count == 1 or store == ":memory:":
+        return store
+    if store is None:
+        from storage.sqlite import default_store_path
+
+        store = str(default_store_path())
+    path = Path(store)
+    return str(path.with_name(f"{path.stem}-{index}{path.suffix}"))
+
+
+async def serve_instances(args: argparse.Namespace, indices: list[int]) -> None:
+    """Serve instances ``indices`` of ``--instances`` in this process, each on its own port."""
+    from authenticator.frontdoor.cli import CliError
     from authenticator.frontdoor.cli.common import make_authenticator
 
+    auths, started = [], []
+    try:
+        for i in indices:
+            auth = make_authenticator(
+                argparse.Namespace(**{**vars(args), "store": instance_store(
+                    args.store, i, args.instances)})
+            )
+            auths.append(auth)
+            t = _udp(auth, args, args.udp_port + i, asyncio.Lock())
+            try:
+                await t.start()
+            except OSError as e:
+                raise CliError(
+                    f"cannot serve instance {i} on UDP port {args.udp_port + i}: {e}"
+                ) from e
+            started.append(t)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGUSR1, lambda: [t.power_cycle() for t in started])
+        ports = ", ".join(str(args.udp_port + i) for i in indices)
+        print(
+            f"fido-emu: serving {len(indices)} instance(s) over udp on ports {ports}",
+            file=sys.stderr, flush=True,
+        )
+        await stop.wait()
+    finally:
+        for t in reversed(started):
+            await t.close()
+        for auth in auths:
+            auth.store.close()
+
+
+def _worker(args: argparse.Namespace, indices: list[int]) -> None:
+    """Entry point of one ``--workers`` process (multiprocessing, spawn)."""
+    from authenticator.frontdoor.cli import CliError
+
+    _quiet_logging(args)
+    try:
+        asyncio.run(serve_instances(args, indices))
+    except CliError as e:
+        print(f"fido-emu: error: {e}", file=sys.stderr)
+        sys.exit(e.status)
+
+
+def _quiet_logging(args: argparse.Namespace) -> None:
     if args.verbose == 0:
         logging.getLogger("fido_emu").setLevel(logging.INFO)
         logging.getLogger("transports").setLevel(logging.INFO)
+
+
+def run_many(args: argparse.Namespace) -> int:
+    """``--instances N [--workers K]``: instance i goes to worker i % K."""
+    from authenticator.frontdoor.cli import CliError
+
+    if args.transport != ["udp"]:
+        raise CliError("--instances and --workers serve UDP only (--transport udp)")
+    if args.presence in ("prompt", "web") or args.dashboard:
+        raise CliError("--instances/--workers need --presence auto, deny or gpio and no dashboard")
+    if args.instances < 1 or not 1 <= args.workers <= args.instances:
+        raise CliError("need --instances >= 1 and 1 <= --workers <= --instances")
+    slices = [list(range(w, args.instances, args.workers)) for w in range(args.workers)]
+    if args.workers == 1:
+        asyncio.run(serve_instances(args, slices[0]))
+        return 0
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_worker, args=(args, s), daemon=True) for s in slices]
+    for proc in procs:
+        proc.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for proc in procs:
+            if proc.pid is not None and proc.is_alive():
+                os.kill(proc.pid, signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(signum, forward)
+    status = 0
+    for proc in procs:
+        proc.join()
+        status = status or (proc.exitcode or 0)
+    if status:
+        forward(signal.SIGTERM, None)  # one worker failed: take the others down too
+    return 1 if status else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from authenticator.frontdoor.cli.common import make_authenticator
+
+    _quiet_logging(args)
+    if args.udp_reply_port is not None or args.udp_reply_host is not None:
+        print("fido-emu: note: --udp-reply-port/--udp-reply-host are ignored: "
+              "UDP replies go to each sender", file=sys.stderr)
     if args.presence == "web" and not args.dashboard:
         from authenticator.frontdoor.cli import CliError
 
         raise CliError("--presence web needs --dashboard (the page answers presence)")
+    if args.instances != 1 or args.workers != 1:
+        return run_many(args)
     auth = make_authenticator(args)
     try:
         asyncio.run(serve(args, auth))

@@ -38,7 +38,7 @@ def test_run_serves_udp_power_cycles_and_stops(tmp_path):
     port, reply = free_port(), free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "authenticator.frontdoor.cli", "run", "--transport", "udp",
-         "--udp-port", str(port), "--udp-reply-port", str(reply), "--presence", "auto",
+         "--udp-port", str(port), "--presence", "auto", "--allow-reboot-report",
          "--store", str(tmp_path / "s.db")],
         stderr=subprocess.PIPE, text=True,
     )
