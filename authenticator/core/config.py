@@ -43,6 +43,7 @@ class Config:
     u2f: bool = True
     always_uv: bool = False
     make_cred_uv_not_required: bool = True
+    make_cred_up_option_invalid: bool = False  # CTAP 2.0: "up" in makeCredential options fails
     min_pin_length: int = 4
     max_pin_retries: int = 8
     max_uv_retries: int = 5

@@ -50,7 +50,7 @@ COMMANDS: dict[int, tuple[str, Handler]] = {
     0x0B: ("selection", selection.handle),
     0x0C: ("largeBlobs", large_blobs.handle),
     0x0D: ("authenticatorConfig", authenticator_config.handle),
-    0x41: ("credentialManagement(prototype)", credential_management.handle),
+    0x41: ("credentialManagement(prototype)", credential_management.handle_preview),
 }
 
 

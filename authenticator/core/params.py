@@ -9,13 +9,37 @@ import cbor2
 from authenticator.core.errors import ERR, CtapStatusError
 
 
+class _BadKey(Exception):
+    """A map key CTAP2 never uses (float, bool, null, bytes, array ...)."""
+
+
+def _check_keys(*args: object) -> dict:
+    # CTAP2 maps are keyed by integers or text strings only (CTAP 2.1 §8). Python would make
+    # 1.0 and True equal to 1, so without this {1.0: cdh} would pass as clientDataHash.
+    # (cbor2's C decoder calls hook(map, immutable), its docs say hook(decoder, map).)
+    value = next(a for a in args if isinstance(a, dict))
+    for key in value:
+        if type(key) is not int and type(key) is not str:
+            raise _BadKey(type(key).__name__)
+    return value
+
+
 def decode_request(data: bytes) -> dict:
-    """CBOR bytes -> parameter map (empty request allowed). INVALID_CBOR on junk."""
+    """CBOR bytes -> parameter map (empty request allowed), decoded strictly.
+
+    Junk and duplicate map keys (anywhere, compared as decoded: 1, 1.0 and true collide) are
+    INVALID_CBOR, as a strict CTAP2 decoder answers (the last duplicate must not silently
+    win); a key that is not an integer or text string is CBOR_UNEXPECTED_TYPE."""
     if not data:
         return {}
     try:
-        value = cbor2.loads(data)
+        value = cbor2.loads(data, allow_duplicate_keys=False, object_hook=_check_keys)
     except Exception as e:
+        cause: BaseException | None = e
+        while cause is not None and not isinstance(cause, _BadKey):
+            cause = cause.__cause__ or cause.__context__  # cbor2 wraps the hook's exception
+        if cause is not None:
+            raise CtapStatusError(ERR.CBOR_UNEXPECTED_TYPE, f"map key of type {cause}") from e
         raise CtapStatusError(ERR.INVALID_CBOR, "undecodable CBOR") from e
     if not isinstance(value, dict):
         raise CtapStatusError(ERR.CBOR_UNEXPECTED_TYPE, "request is not a map")

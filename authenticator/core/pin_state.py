@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 
 PERM_MC, PERM_GA, PERM_CM, PERM_BE, PERM_LBW, PERM_ACFG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 SUPPORTED_PERMISSIONS = PERM_MC | PERM_GA | PERM_CM | PERM_LBW | PERM_ACFG
+# CTAP 2.1 §6.5.5.7.1 (backwards compatibility): getPinToken's token gets mc and ga, and cm
+# since we implement credential management, so that FIDO_2_1_PRE clients (which only know
+# getPinToken) can use credentialManagement (0x41 / 0x0A)
+LEGACY_PERMISSIONS = PERM_MC | PERM_GA | PERM_CM
 
 PROTOCOLS = {1: PinProtocolV1(), 2: PinProtocolV2()}
 
@@ -48,6 +52,7 @@ class Token:
     issued: float
     user_present: bool
     user_verified: bool = True
+    legacy: bool = False  # from getPinToken (0x05): a CTAP 2.0 / 2.1-PRE client's token
 
 
 class PinState:
@@ -132,9 +137,11 @@ class PinState:
             raise CtapStatusError(ERR.INVALID_PARAMETER, "keyAgreement not on the curve") from e
         return PROTOCOLS[protocol].kdf(z)
 
-    def new_token(self, permissions: int, rp_id: str | None, user_present: bool) -> bytes:
+    def new_token(
+        self, permissions: int, rp_id: str | None, user_present: bool, legacy: bool = False
+    ) -> bytes:
         value = os.urandom(32)
-        self.token = Token(value, permissions, rp_id, self.clock(), user_present)
+        self.token = Token(value, permissions, rp_id, self.clock(), user_present, legacy=legacy)
         return value
 
     def invalidate_tokens(self) -> None:

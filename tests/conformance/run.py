@@ -46,7 +46,7 @@ SUITE_TIMEOUT = 300.0
 EXPECTED_FAILURES: dict[str, str] = {
     # CTAP 2.1 §6.1.2 step 5 (makeCredential options): "up" = true is accepted (a client may
     # send it; only up = false is CTAP2_ERR_INVALID_OPTION). The suite wants the CTAP 2.0
-    # answer INVALID_OPTION; `--set make_cred_up_true_invalid=true` gives it (docs/conformance.md).
+    # answer INVALID_OPTION; `--set make_cred_up_option_invalid=true` gives it (docs/conformance.md).
     "tests/standard/fido2/test_getinfo.py::test_Check_up_option": "CTAP 2.1 §6.1.2 up=true",
     # CTAP 2.1 §6.5.5.7 / §6.1.2 step 3: with a PIN set and makeCredUvNotRqd=true a
     # non-discoverable makeCredential without pinUvAuthParam is allowed (UV not required);

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from authenticator.core.errors import ERR, CtapStatusError
 from authenticator.core.params import opt_bytes, opt_int, opt_map, opt_str, req_int
 from authenticator.core.pin_state import (
+    LEGACY_PERMISSIONS,
     PERM_GA,
     PERM_LBW,
     PERM_MC,
@@ -111,7 +112,7 @@ async def handle(dev: Device, params: dict, call: Call) -> dict | None:
     if sub == GET_PIN_TOKEN:
         if 0x09 in params or 0x0A in params:
             raise CtapStatusError(ERR.INVALID_PARAMETER, "getPinToken takes no permissions")
-        permissions, rp_id = PERM_MC | PERM_GA, None
+        permissions, rp_id = LEGACY_PERMISSIONS, None
     else:
         permissions = opt_int(params, 0x09)
         rp_id = opt_str(params, 0x0A)
@@ -121,8 +122,11 @@ async def handle(dev: Device, params: dict, call: Call) -> dict | None:
     shared = pin.shared_secret(protocol, key_agreement)
     pin._check_pin_hash(protocol, shared, pin_hash_enc)
     if dev.settings.force_change_pin:
-        raise CtapStatusError(ERR.PIN_POLICY_VIOLATION, "PIN change required")
-    token = pin.new_token(permissions or 0, rp_id, user_present=False)
+        # CTAP 2.1 §6.5.5.7.1 / §6.5.5.7.2: the right PIN, but it must be changed first
+        raise CtapStatusError(ERR.PIN_INVALID, "PIN change required (forcePINChange)")
+    token = pin.new_token(
+        permissions or 0, rp_id, user_present=False, legacy=sub == GET_PIN_TOKEN
+    )
     call.rp_id = rp_id
     return {0x02: proto.encrypt(shared, token)}
 

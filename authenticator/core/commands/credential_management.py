@@ -21,7 +21,6 @@ from storage.base import CredentialRecord
 
 if TYPE_CHECKING:
     from authenticator.core.device import Call, Device
-    from authenticator.core.pin_state import Token
 
 GET_METADATA, RPS_BEGIN, RPS_NEXT, CREDS_BEGIN, CREDS_NEXT, DELETE, UPDATE_USER = range(1, 8)
 
@@ -34,20 +33,28 @@ class EnumerationState:
     items: list = field(default_factory=list)
 
 
-def _authorize(dev: Device, params: dict, sub: int, sub_params: dict | None) -> Token:
+def _authorize(
+    dev: Device, params: dict, sub: int, sub_params: dict | None, preview: bool
+) -> str | None:
+    """Check the token; returns the rpId it is confined to (None: every RP).
+
+    The prototype command (0x41) predates rpId-bound tokens: a legacy getPinToken token that
+    a makeCredential/getAssertion bound to an rpId still reaches every RP there, as on the
+    CTAP 2.1-PRE keys its clients were written for."""
     pin_param = opt_bytes(params, 0x04)
     if pin_param is None:
         raise CtapStatusError(ERR.PUAT_REQUIRED)
     protocol = PinState.protocol(params, 0x03)
     message = bytes([sub]) + (encode(sub_params) if sub_params is not None else b"")
-    return dev.pin.verify(protocol, pin_param, message, PERM_CM, None)
+    token = dev.pin.verify(protocol, pin_param, message, PERM_CM, None)
+    return None if preview and token.legacy else token.rp_id
 
 
-def _require_rp(token: Token, rp_id_hash: bytes | None) -> None:
+def _require_rp(bound: str | None, rp_id_hash: bytes | None) -> None:
     """A token bound to an rpId may only act on that RP (rp_id_hash None: all RPs)."""
-    if token.rp_id is None:
+    if bound is None:
         return
-    if rp_id_hash is None or sha256(token.rp_id.encode()).digest() != rp_id_hash:
+    if rp_id_hash is None or sha256(bound.encode()).digest() != rp_id_hash:
         raise CtapStatusError(ERR.PIN_AUTH_INVALID, "token bound to another rpId")
 
 
@@ -88,7 +95,12 @@ def _next(dev: Device, kind: str) -> list:
     return state.items
 
 
-async def handle(dev: Device, params: dict, call: Call) -> dict | None:
+async def handle_preview(dev: Device, params: dict, call: Call) -> dict | None:
+    """authenticatorCredentialManagement prototype (0x41, FIDO_2_1_PRE)."""
+    return await handle(dev, params, call, preview=True)
+
+
+async def handle(dev: Device, params: dict, call: Call, *, preview: bool = False) -> dict | None:
     if not dev.config.resident_keys:
         raise CtapStatusError(ERR.INVALID_COMMAND, "no discoverable credentials")
     sub = req_int(params, 0x01)
@@ -105,16 +117,16 @@ async def handle(dev: Device, params: dict, call: Call) -> dict | None:
     if sub in (CREDS_BEGIN, DELETE, UPDATE_USER) and sub_params is None:
         raise CtapStatusError(ERR.MISSING_PARAMETER, "subCommandParams missing")
     dev.cred_mgmt_state = None
-    token = _authorize(dev, params, sub, sub_params)
+    bound = _authorize(dev, params, sub, sub_params, preview)
     store = dev.store
 
     if sub == GET_METADATA:
-        _require_rp(token, None)
+        _require_rp(bound, None)
         count = store.count_discoverable()
         return {0x01: count, 0x02: max(0, dev.config.max_discoverable - count)}
 
     if sub == RPS_BEGIN:
-        _require_rp(token, None)
+        _require_rp(bound, None)
         rps = store.list_rps()
         if not rps:
             raise CtapStatusError(ERR.NO_CREDENTIALS)
@@ -124,7 +136,7 @@ async def handle(dev: Device, params: dict, call: Call) -> dict | None:
     assert sub_params is not None
     if sub == CREDS_BEGIN:
         rp_id_hash = req_bytes(sub_params, 0x01)
-        _require_rp(token, rp_id_hash)
+        _require_rp(bound, rp_id_hash)
         creds = store.credentials_for_rp(rp_id_hash)
         if not creds:
             raise CtapStatusError(ERR.NO_CREDENTIALS)
@@ -136,7 +148,7 @@ async def handle(dev: Device, params: dict, call: Call) -> dict | None:
     record = store.get_credential(cred_id)
     if record is None or not record.discoverable:
         raise CtapStatusError(ERR.NO_CREDENTIALS)
-    _require_rp(token, record.rp_id_hash)
+    _require_rp(bound, record.rp_id_hash)
     call.rp_id = record.rp_id
 
     if sub == DELETE:

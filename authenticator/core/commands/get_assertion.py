@@ -40,12 +40,15 @@ class NextAssertionState:
     started: float
 
 
-def _user(cred: Credential, uv: bool, discovery: bool) -> dict | None:
+def _user(cred: Credential, identify: bool) -> dict | None:
+    """CTAP 2.1 §6.2.2 (response member user): "id" only, unless the authenticator verified
+    the user AND several accounts answer a discovery (the platform then shows a picker, so
+    it gets name and displayName too); a single account gets "id" only, UV or not."""
     record = cred.record
     if record is None or not record.discoverable:
         return None
     user: dict = {"id": record.user_id}
-    if uv and discovery:  # identifying fields only after UV (CTAP 2.1 §6.2.2 step 12)
+    if identify:
         if record.user_name is not None:
             user["name"] = record.user_name
         if record.user_display_name is not None:
@@ -62,7 +65,7 @@ def _assert(
     up: bool,
     uv: bool,
     ext_in: dict,
-    discovery: bool,
+    identify: bool,
 ) -> dict:
     x = GaExt(dev=dev, call=call, rp_id=rp_id, uv=uv, up=up, cred=cred)
     ext_out = {}
@@ -82,7 +85,7 @@ def _assert(
     )
     signature = dev.faults.signature(dev.credentials.sign(cred, data + cdh))
     response: dict = {0x01: {"id": cred.id, "type": "public-key"}, 0x02: data, 0x03: signature}
-    user = _user(cred, uv, discovery)
+    user = _user(cred, identify)
     if user is not None:
         response[0x04] = user
     response.update(x.unsigned)
@@ -165,7 +168,8 @@ async def handle(dev: Device, params: dict, call: Call) -> bytes:
     if token is not None and up:
         dev.pin.token_used()
 
-    first = _assert(dev, call, creds[0], rp_id, cdh, up, uv, ext_in, discovery)
+    identify = uv and discovery and len(creds) > 1
+    first = _assert(dev, call, creds[0], rp_id, cdh, up, uv, ext_in, identify)
     if discovery and cfg.select_account_on_device:
         first[0x06] = True  # userSelected: the "user" picked the newest account on the device
     elif discovery and len(creds) > 1:
@@ -196,6 +200,6 @@ async def handle_next(dev: Device, params: dict, call: Call) -> bytes:
     return _canonical(
         _assert(
             dev, call, cred, state.rp_id, state.client_data_hash, state.up, state.uv,
-            state.extensions, True,
+            state.extensions, state.uv,  # only pending after a discovery with several accounts
         )
     )

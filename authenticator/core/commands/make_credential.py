@@ -81,8 +81,10 @@ async def handle(dev: Device, params: dict, call: Call) -> bytes:
 
     # 5. options
     rk = opts.get("rk", False)
-    if "up" in opts and opts["up"] is False:
-        raise CtapStatusError(ERR.INVALID_OPTION, "up=false is not allowed here")
+    if "up" in opts and (opts["up"] is False or dev.config.make_cred_up_option_invalid):
+        # CTAP 2.1 accepts up=true (the default) and refuses only up=false; CTAP 2.0 refused
+        # the key altogether (--set make_cred_up_option_invalid=true, docs/conformance.md)
+        raise CtapStatusError(ERR.INVALID_OPTION, "up is not allowed in makeCredential options")
     uv_requested = opts.get("uv", False) and pin_param is None
     if rk and not cfg.resident_keys:
         raise CtapStatusError(ERR.UNSUPPORTED_OPTION, "no discoverable credentials")
