@@ -46,7 +46,8 @@ SUITE_TIMEOUT = 300.0
 EXPECTED_FAILURES: dict[str, str] = {
     # CTAP 2.1 §6.1.2 step 5 (makeCredential options): "up" = true is accepted (a client may
     # send it; only up = false is CTAP2_ERR_INVALID_OPTION). The suite wants the CTAP 2.0
-    # answer INVALID_OPTION; `--set make_cred_up_option_invalid=true` gives it (docs/conformance.md).
+    # answer INVALID_OPTION; `--set make_cred_up_option_invalid=true` gives it
+    # (docs/conformance.md).
     "tests/standard/fido2/test_getinfo.py::test_Check_up_option": "CTAP 2.1 §6.1.2 up=true",
     # CTAP 2.1 §6.5.5.7 / §6.1.2 step 3: with a PIN set and makeCredUvNotRqd=true a
     # non-discoverable makeCredential without pinUvAuthParam is allowed (UV not required);
@@ -66,9 +67,6 @@ EXPECTED_FAILURES: dict[str, str] = {
     # an HMAC under the pinUvAuth shared secret (CTAP 2.1 §6.5.4, §12.5 hmac-secret).
     "tests/standard/fido2/extensions/test_hmac_secret.py::TestHmacSecret::test_bad_auth":
         "CTAP 2.1 §12.5 saltAuth -> PIN_AUTH_INVALID",
-    # Issue 12, fixed in the core next: getAssertion with a single account returns id only.
-    "tests/standard/fido2/test_resident_key.py::TestResidentKey::test_user_info_returned[123456]":
-        "issue 12: single-account user fields (being fixed)",
 }
 
 
