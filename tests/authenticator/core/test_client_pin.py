@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from fido2.client import DefaultClientDataCollector, Fido2Client, UserInteraction
+from fido2.client import ClientError, DefaultClientDataCollector, Fido2Client, UserInteraction
 from fido2.ctap import CtapError
 from fido2.ctap2 import ClientPin, Ctap2
 from fido2.ctap2.config import Config as CtapConfig
@@ -87,8 +87,8 @@ def test_retries_lockout_and_power_cycle(ctap: Ctap2, auth: Authenticator) -> No
     assert cp.get_pin_retries()[0] == 8
 
 
-def test_pin_blocked_at_zero() -> None:
-    auth = Authenticator(Config(max_pin_retries=4))
+def test_pin_blocked_at_zero(make_auth) -> None:
+    auth = make_auth(Config(max_pin_retries=4))
     dev = InProcessDevice(auth)
     ctap = Ctap2(dev)
     ClientPin(ctap).set_pin(PIN)
@@ -108,8 +108,8 @@ def test_pin_blocked_at_zero() -> None:
     dev.close()
 
 
-def test_min_length() -> None:
-    auth = Authenticator(Config(min_pin_length=6))
+def test_min_length(make_auth) -> None:
+    auth = make_auth(Config(min_pin_length=6))
     dev = InProcessDevice(auth)
     ctap = Ctap2(dev)
     assert ctap.get_info().min_pin_length == 6
@@ -252,8 +252,10 @@ def test_fido2_client_wrong_pin(auth: Authenticator) -> None:
     options, _ = server.register_begin(
         {"id": b"user-1", "name": "alice"}, resident_key_requirement="required"
     )
-    with pytest.raises(Exception):  # noqa: B017 - ClientError wrapping PIN_INVALID
+    with pytest.raises(ClientError) as e:
         client.make_credential(options.public_key)
+    assert e.value.code == ClientError.ERR.BAD_REQUEST
+    assert isinstance(e.value.cause, CtapError) and e.value.cause.code == ERR.PIN_INVALID
     assert auth.store.count_discoverable() == 0
     assert auth.pin.retries == 7
     dev.close()

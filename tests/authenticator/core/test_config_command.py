@@ -32,7 +32,7 @@ def test_without_pin_no_auth_needed(ctap: Ctap2) -> None:
     assert e.value.code == ERR.PUAT_REQUIRED
 
 
-def test_toggle_always_uv(ctap: Ctap2, auth: Authenticator) -> None:
+def test_toggle_always_uv(ctap: Ctap2, auth: Authenticator, restart) -> None:
     ClientPin(ctap).set_pin(PIN)
     configured(ctap).toggle_always_uv()
     assert Ctap2(ctap.device).get_info().options["alwaysUv"] is True
@@ -42,7 +42,7 @@ def test_toggle_always_uv(ctap: Ctap2, auth: Authenticator) -> None:
     assert e.value.code == ERR.PUAT_REQUIRED
     configured(ctap).toggle_always_uv()
     assert auth.settings.always_uv is False
-    assert Authenticator(store=auth.store).settings.always_uv is False  # persisted
+    assert restart(auth).settings.always_uv is False  # persisted
 
 
 def test_set_min_pin_length(ctap: Ctap2, auth: Authenticator) -> None:
@@ -59,12 +59,12 @@ def test_set_min_pin_length(ctap: Ctap2, auth: Authenticator) -> None:
     assert auth.settings.min_pin_length == 6
 
 
-def test_enable_enterprise_attestation(ctap: Ctap2, auth: Authenticator) -> None:
+def test_enable_enterprise_attestation(ctap: Ctap2, auth: Authenticator, restart) -> None:
     ClientPin(ctap).set_pin(PIN)
     assert ctap.get_info().options["ep"] is False
     configured(ctap).enable_enterprise_attestation()
     assert Ctap2(ctap.device).get_info().options["ep"] is True
-    assert Authenticator(store=auth.store).settings.enterprise_attestation is True
+    assert restart(auth).settings.enterprise_attestation is True
 
 
 def test_bad_authorization_changes_nothing(ctap: Ctap2, auth: Authenticator, clock: Clock) -> None:
@@ -98,8 +98,8 @@ def test_unknown_subcommand(ctap: Ctap2) -> None:
     assert e.value.code == ERR.INVALID_SUBCOMMAND
 
 
-def test_too_many_rp_ids() -> None:
-    auth = Authenticator(Config(max_rpids_for_set_min_pin=2))
+def test_too_many_rp_ids(make_auth) -> None:
+    auth = make_auth(Config(max_rpids_for_set_min_pin=2))
     dev = InProcessDevice(auth)
     ctap = Ctap2(dev)
     with pytest.raises(CtapError) as e:

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from fido2.attestation import FidoU2FAttestation
 from fido2.client import DefaultClientDataCollector, Fido2Client
+from fido2.ctap import CtapError
 from fido2.ctap1 import APDU, ApduError, Ctap1
 from fido2.ctap2 import Ctap2
 from fido2.hid import CAPABILITY, CTAPHID
@@ -136,8 +137,8 @@ def test_parse_apdu_forms() -> None:
     assert parse_apdu(bytes.fromhex("0001000003aabbcc00")).data == bytes.fromhex("aabbcc")
 
 
-def test_u2f_disabled() -> None:
-    auth = Authenticator(Config(u2f=False))
+def test_u2f_disabled(make_auth) -> None:
+    auth = make_auth(Config(u2f=False))
     dev = InProcessDevice(auth)
     assert raw(dev, bytes.fromhex("00030000")) == b"\x6d\x00"
     dev.close()
@@ -163,8 +164,9 @@ def test_key_handle_via_ctap2_appid(u2f: Ctap1, dev: InProcessDevice) -> None:
     assert assertion.auth_data.rp_id_hash == sha256(app_id.encode()).digest()
     pub = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), reg.public_key)
     pub.verify(assertion.signature, bytes(assertion.auth_data) + cdh, ec.ECDSA(hashes.SHA256()))
-    with pytest.raises(Exception):  # noqa: B017 - NO_CREDENTIALS under the plain rpId
+    with pytest.raises(CtapError) as e:  # the key handle is bound to the AppID's hash
         ctap.get_assertion("example.com", cdh, [{"type": "public-key", "id": reg.key_handle}])
+    assert e.value.code == CtapError.ERR.NO_CREDENTIALS
 
 
 class U2fOnlyDevice(InProcessDevice):

@@ -71,8 +71,8 @@ def test_blob_per_credential_with_pin(ctap: Ctap2) -> None:
     assert lb.get_blob(keys[1]) == b"second"
 
 
-def test_multi_fragment() -> None:
-    auth = Authenticator(Config(max_msg_size=1024, max_large_blob_array=8192))
+def test_multi_fragment(make_auth) -> None:
+    auth = make_auth(Config(max_msg_size=1024, max_large_blob_array=8192))
     dev = InProcessDevice(auth)
     lb = LargeBlobs(Ctap2(dev))
     assert lb.max_fragment_length == 960

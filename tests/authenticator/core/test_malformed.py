@@ -59,8 +59,8 @@ def call(auth: Authenticator, cmd: int, payload) -> bytes:
         (0x42, b"", ERR.INVALID_COMMAND),
     ],
 )
-def test_status_codes(cmd, payload, status):
-    assert call(Authenticator(), cmd, payload) == bytes([status])
+def test_status_codes(make_auth, cmd, payload, status):
+    assert call(make_auth(), cmd, payload) == bytes([status])
 
 
 def test_empty_request_is_invalid_length():
@@ -92,11 +92,11 @@ def test_random_maps_never_raise(cmd, params):
 
 
 @pytest.mark.parametrize("alg", [-7, -8, -35, -257])
-def test_responses_are_canonical_cbor(alg):
+def test_responses_are_canonical_cbor(make_auth, alg):
     """Hot paths encode maps built in canonical order; prove the bytes equal canonical CBOR."""
     from fido2.webauthn import AuthenticatorData
 
-    auth = Authenticator()
+    auth = make_auth()
     mc = call(auth, 0x01, {1: CDH, 2: RP, 3: USER, 4: [{"type": "public-key", "alg": alg}], 7: {"rk": True}})
     assert mc[0] == 0
     assert mc[1:] == cbor2.dumps(cbor2.loads(mc[1:]), canonical=True)

@@ -10,7 +10,7 @@ import uuid
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtensionOID, NameOID
-from fido2.attestation import AttestationVerifier, UntrustedAttestation
+from fido2.attestation import AttestationType, UntrustedAttestation
 from fido2.client import DefaultClientDataCollector, Fido2Client
 from fido2.ctap2 import Ctap2
 from fido2.ctap2.config import Config as CtapConfig
@@ -19,23 +19,20 @@ from fido2.server import Fido2Server
 
 from authenticator import Authenticator, Config
 from authenticator.frontdoor import attestation_ca, metadata
+from tests.conftest import StrictAttestation
 from transports.inprocess import InProcessDevice
 
 RP = {"id": "example.com", "name": "Example"}
 
 
 @pytest.fixture
-def auth() -> Authenticator:
-    return Authenticator(Config(attestation="packed"))
+def auth(make_auth) -> Authenticator:
+    return make_auth(Config(attestation="packed"))
 
 
-class RootVerifier(AttestationVerifier):
-    def __init__(self, root_der: bytes) -> None:
-        super().__init__()
-        self.root = root_der
-
-    def ca_lookup(self, result, auth_data):
-        return self.root
+def RootVerifier(root_der: bytes) -> StrictAttestation:  # noqa: N802 - reads as a class
+    """python-fido2's verifiers; x5c must chain to our root; self attestation refused."""
+    return StrictAttestation([root_der], allow_self=False)
 
 
 def register(dev: InProcessDevice, verifier=None, **extra):
@@ -75,16 +72,47 @@ def test_certificates(auth: Authenticator, tmp_path) -> None:
 
 def test_packed_x5c_verified(auth: Authenticator, dev: InProcessDevice, tmp_path) -> None:
     root = attestation_ca.init(auth, tmp_path)
-    att, cdh = register(dev, RootVerifier(root.der))
+    verifier = RootVerifier(root.der)
+    att, cdh = register(dev, verifier)
     assert att.fmt == "packed" and len(att.att_stmt["x5c"]) == 1
+    assert verifier.results == [AttestationType.BASIC]
     other = attestation_ca.create_root()
     with pytest.raises(UntrustedAttestation):
         RootVerifier(other.der).verify_attestation(att, cdh)
 
 
 def test_packed_without_batch_is_self(dev: InProcessDevice) -> None:
-    att, _ = register(dev)
+    verifier = StrictAttestation()
+    att, cdh = register(dev, verifier)
     assert att.fmt == "packed" and "x5c" not in att.att_stmt
+    assert verifier.results == [AttestationType.SELF]
+    with pytest.raises(UntrustedAttestation):  # a verifier that wants a chain refuses it
+        StrictAttestation(allow_self=False).verify_attestation(att, cdh)
+
+
+@pytest.mark.parametrize("batch", [True, False])
+def test_fido_u2f_attestation(auth: Authenticator, dev: InProcessDevice, tmp_path, batch) -> None:
+    """CTAP1 registration as an RP sees it: python-fido2 builds the fido-u2f statement and
+    verifies its signature; with a batch certificate it chains to our root."""
+    from fido2.ctap1 import Ctap1
+    from fido2.webauthn import AttestationObject
+
+    root = attestation_ca.init(auth, tmp_path) if batch else attestation_ca.create_root()
+    app_param, client_param = os.urandom(32), os.urandom(32)
+    reg = Ctap1(dev).register(client_param, app_param)
+    att = AttestationObject.from_ctap1(app_param, reg)
+    assert att.fmt == "fido-u2f"
+    verifier = RootVerifier(root.der)
+    if batch:
+        verifier.verify_attestation(att, client_param)
+        assert verifier.results == [AttestationType.BASIC]
+    else:  # a per-device self-signed certificate: signature fine, not our root
+        with pytest.raises(UntrustedAttestation):
+            verifier.verify_attestation(att, client_param)
+    from fido2.attestation import InvalidSignature
+
+    with pytest.raises(InvalidSignature):  # the signature covers the challenge
+        RootVerifier(root.der).verify_attestation(att, os.urandom(32))
 
 
 def test_metadata_statement_and_mds_verifier(auth: Authenticator, dev: InProcessDevice, tmp_path) -> None:
@@ -111,25 +139,35 @@ def test_metadata_statement_and_mds_verifier(auth: Authenticator, dev: InProcess
         bad.verify_attestation(att, cdh)
 
 
-def test_enterprise_attestation(tmp_path) -> None:
-    auth = Authenticator(Config(enterprise_rp_ids=("corp.example",)))
-    attestation_ca.init(auth, tmp_path)
+def test_enterprise_attestation(make_auth, tmp_path) -> None:
+    from fido2.ctap import CtapError
+    from fido2.webauthn import AttestationObject
+
+    auth = make_auth(Config(enterprise_rp_ids=("corp.example",)))
+    root = attestation_ca.init(auth, tmp_path)
     dev = InProcessDevice(auth)
     ctap = Ctap2(dev)
     params = dict(
         user={"id": b"u"}, key_params=[{"type": "public-key", "alg": -7}], enterprise_attestation=1
     )
-    with pytest.raises(Exception):  # noqa: B017 - disabled until authenticatorConfig enables it
+
+    def make(rp_id: str, **extra):
+        cdh = os.urandom(32)
+        r = ctap.make_credential(cdh, {"id": rp_id}, **{**params, **extra})
+        verifier = StrictAttestation([root.der])
+        verifier.verify_attestation(AttestationObject.create(r.fmt, r.auth_data, r.att_stmt), cdh)
+        return r, verifier.results
+
+    with pytest.raises(CtapError) as e:  # disabled until authenticatorConfig enables it
         ctap.make_credential(os.urandom(32), {"id": "corp.example"}, **params)
+    assert e.value.code == CtapError.ERR.INVALID_PARAMETER
     assert ctap.get_info().options["ep"] is False
     CtapConfig(ctap).enable_enterprise_attestation()
     assert Ctap2(dev).get_info().options["ep"] is True
-    r = ctap.make_credential(os.urandom(32), {"id": "corp.example"}, **params)
-    assert r.ep_att is True and "x5c" in r.att_stmt
-    r = ctap.make_credential(os.urandom(32), {"id": "other.example"}, **params)
-    assert not r.ep_att and "x5c" not in r.att_stmt  # not on the list: ordinary attestation
-    r = ctap.make_credential(
-        os.urandom(32), {"id": "other.example"}, **{**params, "enterprise_attestation": 2}
-    )
-    assert r.ep_att is True and "x5c" in r.att_stmt  # platform-managed: any RP
+    r, results = make("corp.example")
+    assert r.ep_att is True and results == [AttestationType.BASIC]
+    r, results = make("other.example")  # not on the list: ordinary (self) attestation
+    assert not r.ep_att and results == [AttestationType.SELF]
+    r, results = make("other.example", enterprise_attestation=2)  # platform-managed: any RP
+    assert r.ep_att is True and results == [AttestationType.BASIC]
     dev.close()

@@ -59,12 +59,11 @@ def test_register_and_sign_in_with_pin(make_device, make_client, server, rk, uv,
 
 
 @pytest.mark.parametrize("alg", [-7, -8, -35, -257])
-def test_each_algorithm(make_device, make_client, alg):
-    from fido2.server import Fido2Server
+def test_each_algorithm(make_device, make_client, server, attestation_verifier, alg):
+    from fido2.attestation import AttestationType
 
-    from tests.conftest import RP
+    from tests.conftest import verify_cose_signature
 
-    server = Fido2Server(RP, attestation="direct")
     server.allowed_algorithms = [p for p in server.allowed_algorithms if p.alg == alg]
     _, dev = make_device()
     client = make_client(dev)
@@ -72,7 +71,16 @@ def test_each_algorithm(make_device, make_client, alg):
     assert auth_data.credential_data.public_key[3] == alg
     att = result.response.attestation_object
     assert att.fmt == "packed" and att.att_stmt["alg"] == alg
-    authenticate(server, client, [auth_data.credential_data], user_verification="discouraged")
+    # the server's verifier checked the self-attestation signature (python-fido2)
+    assert attestation_verifier.results == [AttestationType.SELF]
+    response, _ = authenticate(
+        server, client, [auth_data.credential_data], user_verification="discouraged"
+    )
+    verify_cose_signature(
+        dict(auth_data.credential_data.public_key),
+        bytes(response.response.authenticator_data) + response.response.client_data.hash,
+        response.response.signature,
+    )
 
 
 @pytest.mark.parametrize(
