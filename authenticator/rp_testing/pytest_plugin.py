@@ -14,6 +14,11 @@ Fixtures:
   a CDP virtual authenticator carrying ``fido_authenticator``'s credentials; at teardown,
   credentials and counters the browser created are exported back into the store.
 * ``passkey_page`` - just ``passkeys.page``.
+* ``fido_page`` - a fresh Chromium context and page whose WebAuthn calls (every frame) go to
+  ``fido_authenticator`` through the page bridge (:mod:`authenticator.rp_testing.page_bridge`):
+  our AAGUID, attestation, counters and faults, no kernel needed.
+* ``fido_bridge`` - that page's :class:`~authenticator.rp_testing.page_bridge.PageBridge`
+  (``.events``, ``.signals``, ``.faults.arm(...)``, ``.choose(user_name=...)`` for autofill).
 
 Helpers for your own browser fixtures: :func:`attach_passkeys` (Playwright sync page, e.g.
 pytest-playwright's ``page``), :func:`attach_passkeys_async` (Playwright async page) and
@@ -186,3 +191,30 @@ def passkeys(fido_chromium, fido_authenticator):
 @pytest.fixture
 def passkey_page(passkeys):
     return passkeys.page
+
+
+# -- page bridge ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def _fido_bridged(fido_chromium, fido_authenticator):
+    from authenticator.rp_testing.page_bridge import attach_playwright
+
+    context = fido_chromium.new_context()
+    bridge = attach_playwright(context, fido_authenticator)
+    page = context.new_page()
+    yield page, bridge
+    try:
+        context.close()
+    finally:
+        bridge.close()
+
+
+@pytest.fixture
+def fido_page(_fido_bridged):
+    return _fido_bridged[0]
+
+
+@pytest.fixture
+def fido_bridge(_fido_bridged):
+    return _fido_bridged[1]
