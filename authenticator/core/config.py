@@ -47,7 +47,8 @@ class Config:
     min_pin_length: int = 4
     max_pin_retries: int = 8
     max_uv_retries: int = 5
-    max_discoverable: int = 100_000
+    # the store counts in O(1) and pages enumeration; measured flat at 1M (docs/bench.md)
+    max_discoverable: int = 1_000_000
     max_cred_count_in_list: int = 16
     max_cred_id_length: int = 128
     max_msg_size: int = 7609

@@ -4,6 +4,10 @@ Every subcommand except the two ``getNext*`` ones carries a pinUvAuthParam over
 ``subCommand ‖ CBOR(subCommandParams)`` with the cm permission. A token bound to an rpId
 only reaches that RP's credentials; RP-wide operations (metadata, enumerateRPs) need an
 unbound token, so a per-RP token cannot learn which other RPs exist.
+
+Enumeration is a cursor over the store's paged API: a begin costs one page and an O(1)
+count whatever the store holds (a million credentials over ten thousand RPs), and each
+getNext fetches the next page when the current one runs out.
 """
 
 from __future__ import annotations
@@ -23,14 +27,28 @@ if TYPE_CHECKING:
     from authenticator.core.device import Call, Device
 
 GET_METADATA, RPS_BEGIN, RPS_NEXT, CREDS_BEGIN, CREDS_NEXT, DELETE, UPDATE_USER = range(1, 8)
+PAGE = 64  # RPs or credentials fetched from the store at a time
 
 
 @dataclass
 class EnumerationState:
-    """What the next getNextRP / getNextCredential returns (core drops it on other commands)."""
+    """Where the next getNextRP / getNextCredential continues (core drops it on other
+    commands): the page fetched ahead, the store cursor after it, how many are left."""
 
     kind: str  # "rps" or "creds"
+    remaining: int
+    rp_id_hash: bytes | None = None
     items: list = field(default_factory=list)
+    cursor: Any = None
+
+    def fetch(self, store: Any) -> None:
+        if self.kind == "rps":
+            page = store.list_rps_page(self.cursor, PAGE)
+        else:
+            page = store.credentials_for_rp_page(self.rp_id_hash, self.cursor, PAGE)
+        if page:
+            self.cursor = page[-1]
+        self.items.extend(page)
 
 
 def _authorize(
@@ -87,12 +105,27 @@ def _cred_entry(dev: Device, rec: CredentialRecord) -> dict:
     return entry
 
 
-def _next(dev: Device, kind: str) -> list:
+def _next(dev: Device, kind: str) -> Any:
     state = dev.cred_mgmt_state
-    if state is None or state.kind != kind or not state.items:
-        dev.cred_mgmt_state = None
-        raise CtapStatusError(ERR.NOT_ALLOWED, "no enumeration in progress")
-    return state.items
+    if state is not None and state.kind == kind and state.remaining > 0:
+        if not state.items:
+            state.fetch(dev.store)
+        if state.items:
+            state.remaining -= 1
+            return state.items.pop(0)
+    dev.cred_mgmt_state = None
+    raise CtapStatusError(ERR.NOT_ALLOWED, "no enumeration in progress")
+
+
+def _begin(dev: Device, state: EnumerationState) -> Any:
+    """The first item of a new enumeration (NO_CREDENTIALS if there is none); the state
+    stays for the getNext commands."""
+    state.fetch(dev.store)
+    if not state.items or state.remaining <= 0:
+        raise CtapStatusError(ERR.NO_CREDENTIALS)
+    dev.cred_mgmt_state = state
+    state.remaining -= 1
+    return state.items.pop(0)
 
 
 async def handle_preview(dev: Device, params: dict, call: Call) -> dict | None:
@@ -107,11 +140,9 @@ async def handle(dev: Device, params: dict, call: Call, *, preview: bool = False
     sub_params = opt_map(params, 0x02)
 
     if sub == RPS_NEXT:
-        items = _next(dev, "rps")
-        return _rp_entry(items.pop(0))
+        return _rp_entry(_next(dev, "rps"))
     if sub == CREDS_NEXT:
-        items = _next(dev, "creds")
-        return _cred_entry(dev, items.pop(0))
+        return _cred_entry(dev, _next(dev, "creds"))
     if sub not in (GET_METADATA, RPS_BEGIN, CREDS_BEGIN, DELETE, UPDATE_USER):
         raise CtapStatusError(ERR.INVALID_SUBCOMMAND)
     if sub in (CREDS_BEGIN, DELETE, UPDATE_USER) and sub_params is None:
@@ -127,22 +158,19 @@ async def handle(dev: Device, params: dict, call: Call, *, preview: bool = False
 
     if sub == RPS_BEGIN:
         _require_rp(bound, None)
-        rps = store.list_rps()
-        if not rps:
-            raise CtapStatusError(ERR.NO_CREDENTIALS)
-        dev.cred_mgmt_state = EnumerationState("rps", rps[1:])
-        return {**_rp_entry(rps[0]), 0x05: len(rps)}
+        total = store.count_rps()
+        first = _begin(dev, EnumerationState("rps", total))
+        return {**_rp_entry(first), 0x05: total}
 
     assert sub_params is not None
     if sub == CREDS_BEGIN:
         rp_id_hash = req_bytes(sub_params, 0x01)
         _require_rp(bound, rp_id_hash)
-        creds = store.credentials_for_rp(rp_id_hash)
-        if not creds:
-            raise CtapStatusError(ERR.NO_CREDENTIALS)
-        call.rp_id = creds[0].rp_id
-        dev.cred_mgmt_state = EnumerationState("creds", creds[1:])
-        return {**_cred_entry(dev, creds[0]), 0x09: len(creds)}
+        summary = store.rp_summary(rp_id_hash)
+        total = summary.count if summary is not None else 0
+        first = _begin(dev, EnumerationState("creds", total, rp_id_hash))
+        call.rp_id = first.rp_id
+        return {**_cred_entry(dev, first), 0x09: total}
 
     cred_id = _credential_id(sub_params)
     record = store.get_credential(cred_id)

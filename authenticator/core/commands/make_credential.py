@@ -178,6 +178,12 @@ async def handle(dev: Device, params: dict, call: Call) -> bytes:
         if replaced is not None:
             dev.credentials.forget(replaced.credential_id)
             dev.counters.forget(replaced.credential_id)
+        elif rk and dev.store.count_discoverable() > cfg.max_discoverable:
+            # another process filled the store since the check above: undo, so the cap
+            # holds across processes (every credential kept saw a count within it)
+            dev.store.delete_credential(record.credential_id)
+            dev.credentials.forget(record.credential_id)
+            raise CtapStatusError(ERR.KEY_STORE_FULL)
 
     ext_out = {}
     for ext, value in active:

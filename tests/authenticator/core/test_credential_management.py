@@ -13,7 +13,10 @@ from fido2.ctap import CtapError
 from fido2.ctap2 import ClientPin, CredentialManagement, Ctap2
 from fido2.ctap2.pin import PinProtocolV1, PinProtocolV2
 
-from authenticator import Authenticator
+from authenticator import Authenticator, Config
+from authenticator.core.commands import credential_management
+from storage.base import CredentialRecord
+from storage.memory import MemoryStore
 from tests.authenticator.conftest import Clock
 from transports.inprocess import InProcessDevice
 
@@ -70,7 +73,7 @@ def test_metadata_and_enumeration(ctap: Ctap2, populated, proto) -> None:
     cm = manager(ctap, proto=proto)
     meta = cm.get_metadata()
     assert meta[R.EXISTING_CRED_COUNT] == 3
-    assert meta[R.MAX_REMAINING_COUNT] == 100_000 - 3
+    assert meta[R.MAX_REMAINING_COUNT] == Config().max_discoverable - 3
     rps = cm.enumerate_rps()
     assert [r[R.RP]["id"] for r in rps] == ["a.example", "b.example"]
     assert rps[0][R.RP]["name"] == "A.EXAMPLE"
@@ -219,3 +222,102 @@ def test_signed_message_covers_params(ctap: Ctap2, populated) -> None:
     assert e.value.code == ERR.PIN_AUTH_INVALID
     good = cp.protocol.authenticate(token, b"\x04" + cbor.encode(params))
     assert ctap.credential_mgmt(4, params, cp.protocol.VERSION, good)[R.TOTAL_CREDENTIALS] == 2
+
+
+class NoScanStore(MemoryStore):
+    """A store whose whole-table reads fail: enumeration must page through it (the memory
+    engine's own paging may sort everything; the SQLite one reads an index range)."""
+
+    paging = False
+
+    def list_rps(self):  # type: ignore[no-untyped-def]
+        if not self.paging:
+            raise AssertionError("enumerateRPs read every RP")
+        return super().list_rps()
+
+    def list_rps_page(self, after, limit):  # type: ignore[no-untyped-def]
+        self.paging = True
+        try:
+            return super().list_rps_page(after, limit)
+        finally:
+            self.paging = False
+
+    def credentials_for_rp(self, rp_id_hash):  # type: ignore[no-untyped-def]
+        raise AssertionError("enumerateCredentials read every credential of the RP")
+
+
+def seed(store: MemoryStore, rp_count: int, creds_of_first: int) -> list[str]:
+    """Discoverable credentials through the store's bulk import (a real COSE key each)."""
+    cose = cbor.encode({1: 2, 3: -7, -1: 1, -2: bytes(32), -3: bytes(32)})
+    rp_ids = [f"rp{i:04d}.example" for i in range(rp_count)]
+    records = []
+    for i, rp_id in enumerate(rp_ids):
+        for j in range(creds_of_first if i == 0 else 1):
+            records.append(
+                CredentialRecord(
+                    credential_id=b"\x02" + os.urandom(32),
+                    rp_id=rp_id,
+                    rp_id_hash=rp_hash(rp_id),
+                    user_id=j.to_bytes(4, "big"),
+                    user_name=f"user{j}",
+                    algorithm=-7,
+                    sealed_key=os.urandom(48),
+                    public_key=cose,
+                    created=1000.0 + j,
+                )
+            )
+    store.put_credentials(records)
+    return rp_ids
+
+
+def test_enumeration_pages_through_the_store(clock: Clock) -> None:
+    """Begin costs a page, not the whole store; every item still comes out once, in order."""
+    page = credential_management.PAGE
+    store = NoScanStore()
+    rp_ids = seed(store, 2 * page + 5, page + 7)
+    auth = Authenticator(store=store, clock=clock)
+    dev = InProcessDevice(auth)
+    try:
+        ctap = Ctap2(dev)
+        ClientPin(ctap).set_pin(PIN)
+        cm = manager(ctap)
+        assert cm.get_metadata()[R.EXISTING_CRED_COUNT] == 2 * page + 5 + page + 6
+        rps = cm.enumerate_rps()
+        assert [r[R.RP]["id"] for r in rps] == rp_ids
+        assert rps[0][R.TOTAL_RPS] == len(rp_ids)
+        creds = cm.enumerate_creds(rp_hash(rp_ids[0]))
+        assert len(creds) == page + 7 == creds[0][R.TOTAL_CREDENTIALS]
+        # newest first, each credential once
+        users = [int.from_bytes(c[R.USER]["id"], "big") for c in creds]
+        assert users == list(range(page + 6, -1, -1))
+        with pytest.raises(CtapError) as e:  # exhausted
+            cm.enumerate_creds_next()
+        assert e.value.code == ERR.NOT_ALLOWED
+    finally:
+        dev.close()
+
+
+def test_enumeration_ends_cleanly_when_the_store_shrinks(clock: Clock) -> None:
+    """Another process deletes credentials mid-enumeration: getNext says NOT_ALLOWED
+    when nothing is left, never a stale or repeated entry."""
+    page = credential_management.PAGE
+    store = MemoryStore()
+    rp_ids = seed(store, page + 3, 1)
+    auth = Authenticator(store=store, clock=clock)
+    dev = InProcessDevice(auth)
+    try:
+        ctap = Ctap2(dev)
+        ClientPin(ctap).set_pin(PIN)
+        cm = manager(ctap)
+        first = cm.enumerate_rps_begin()
+        assert first[R.RP]["id"] == rp_ids[0] and first[R.TOTAL_RPS] == page + 3
+        for rp_id in rp_ids[page:]:  # beyond the first page: gone before it is fetched
+            for rec in store.credentials_for_rp(rp_hash(rp_id)):
+                store.delete_credential(rec.credential_id)
+        seen = [cm.enumerate_rps_next()[R.RP]["id"] for _ in range(page - 1)]
+        assert seen == rp_ids[1:page]
+        with pytest.raises(CtapError) as e:
+            cm.enumerate_rps_next()
+        assert e.value.code == ERR.NOT_ALLOWED
+    finally:
+        dev.close()

@@ -103,7 +103,7 @@ def test_presence_pending_then_granted(u2f: Ctap1, auth: Authenticator) -> None:
     with pytest.raises(ApduError):  # still waiting; no second prompt is started
         u2f.register(CHAL, APP)
     dev = u2f.device
-    dev._loop.loop.call_soon_threadsafe(gate["event"].set)
+    dev.loop.call_soon_threadsafe(gate["event"].set)
     reg = u2f.register(CHAL, APP)  # the latched touch is consumed
     reg.verify(APP, CHAL)
     with pytest.raises(ApduError) as e:  # and is gone
