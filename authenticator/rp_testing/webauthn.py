@@ -597,6 +597,7 @@ class Info:
     max_creds_in_list: int | None
     max_cred_id_length: int | None
     algorithms: list[int] | None
+    transports: list[str] | None = None
 
     @classmethod
     def parse(cls, m: Mapping[int, Any]) -> Info:
@@ -609,6 +610,7 @@ class Info:
             max_creds_in_list=m.get(0x07),
             max_cred_id_length=m.get(0x08),
             algorithms=[a.get("alg") for a in algs] if algs else None,
+            transports=[t for t in m.get(0x09) or [] if isinstance(t, str)] or None,
         )
 
     @property
@@ -686,7 +688,7 @@ class WebAuthnClient:
         self.origin = origin
         self.top_origin = top_origin
         self.pin = pin
-        self.transports = list(transports or ["usb"])
+        self.transports = list(transports or [])  # empty: the authenticator's getInfo says
         self.attachment = attachment
         self.related_origins = dict(related_origins or {})
         parse_origin(origin)  # fail early on a bad origin
@@ -875,9 +877,12 @@ class WebAuthnClient:
         if auth:
             request[8], request[9] = auth["param"], auth["protocol"]
         resp = t.call(MC, request, "makeCredential")
-        return self._registration(resp, cdj, opts, rk, ext)
+        return self._registration(resp, cdj, opts, rk, ext, info.transports)
 
-    def _registration(self, resp: dict, cdj: bytes, opts: CreationOptions, rk: bool, ext) -> dict:
+    def _registration(
+        self, resp: dict, cdj: bytes, opts: CreationOptions, rk: bool, ext,
+        device_transports: Sequence[str] | None = None,
+    ) -> dict:
         fmt, auth_data, att_stmt = resp.get(1), resp.get(2), resp.get(3)
         if not isinstance(fmt, str) or not isinstance(auth_data, bytes) or not isinstance(att_stmt, dict):
             raise WebAuthnError("NotAllowedError", "makeCredential: the authenticator's response lacks fmt/authData/attStmt")
@@ -893,7 +898,9 @@ class WebAuthnClient:
         response: dict[str, Any] = {
             "clientDataJSON": b64url(cdj),
             "attestationObject": b64url(att_obj),
-            "transports": sorted(set(self.transports)),
+            # getTransports(): what the caller says, else the authenticator's getInfo transports
+            # (as browsers do), else usb
+            "transports": sorted(set(self.transports or device_transports or ["usb"])),
             "authenticatorData": b64url(auth_data),
             "publicKeyAlgorithm": alg,
         }

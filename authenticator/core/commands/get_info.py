@@ -13,7 +13,9 @@ if TYPE_CHECKING:
 def info_map(dev: Device) -> dict:
     """The getInfo response, computed from the live configuration and state."""
     cfg, pin = dev.config, dev.pin
-    versions = ["FIDO_2_0", "FIDO_2_1"]
+    # FIDO_2_1_PRE + credentialMgmtPreview: how 2.1-PRE clients (python-fido2 0.8-0.9, older
+    # libfido2) find credentialManagement's prototype command 0x41, as on YubiKey 5.4+
+    versions = ["FIDO_2_0", "FIDO_2_1_PRE", "FIDO_2_1"]
     if cfg.u2f:
         versions.insert(0, "U2F_V2")
     options: dict[str, bool] = {
@@ -21,6 +23,7 @@ def info_map(dev: Device) -> dict:
         "up": True,
         "plat": cfg.platform_attachment,
         "credMgmt": cfg.resident_keys,
+        "credentialMgmtPreview": cfg.resident_keys,
         "authnrCfg": True,
         "largeBlobs": cfg.resident_keys,
         "makeCredUvNotRqd": cfg.make_cred_uv_not_required,

@@ -103,8 +103,13 @@ PROFILE_STATE = "cli.profile"
 OVERRIDES_STATE = "cli.overrides"
 
 
-def make_authenticator(args: argparse.Namespace, **overrides) -> Authenticator:
-    """The authenticator behind a CLI invocation; the store remembers its profile."""
+def make_authenticator(
+    args: argparse.Namespace, defaults: dict | None = None, **overrides
+) -> Authenticator:
+    """The authenticator behind a CLI invocation; the store remembers its profile.
+
+    ``defaults`` replace profile values but yield to ``--set`` (``fido-emu run`` passes the
+    transports it really serves); ``overrides`` win over everything."""
     store = open_store_from(args)
     saved = store.get_state(PROFILE_STATE)
     profile = getattr(args, "profile", None) or (saved.decode() if saved else "security-key")
@@ -118,7 +123,7 @@ def make_authenticator(args: argparse.Namespace, **overrides) -> Authenticator:
     else:
         saved_overrides = store.get_state(OVERRIDES_STATE)
         given = saved_overrides.decode().splitlines() if saved_overrides else []
-    overrides = {**parse_overrides(given), **overrides}
+    overrides = {**(defaults or {}), **parse_overrides(given), **overrides}
     try:
         config = Config.for_profile(profile, **overrides)
     except TypeError as e:

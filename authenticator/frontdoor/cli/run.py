@@ -24,6 +24,14 @@ from authenticator.frontdoor.dashboard import add_dashboard_options
 
 log = logging.getLogger("fido_emu")
 TRANSPORTS = ("udp", "uhid", "gadget", "ble")
+# what each served link is to a client (getInfo transports, WebAuthn getTransports()): the UDP
+# simulator carries CTAPHID reports, so clients see a USB HID key
+WEBAUTHN_TRANSPORT = {"udp": "usb", "uhid": "usb", "gadget": "usb", "ble": "ble"}
+
+
+def served_transports(args: argparse.Namespace) -> dict:
+    """Config defaults that make getInfo's transports (0x09) list what this run serves."""
+    return {"transports": tuple(dict.fromkeys(WEBAUTHN_TRANSPORT[t] for t in args.transport))}
 
 
 def _address(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -209,7 +217,8 @@ async def serve_instances(args: argparse.Namespace, indices: list[int]) -> None:
         for i in indices:
             auth = make_authenticator(
                 argparse.Namespace(**{**vars(args), "store": instance_store(
-                    args.store, i, args.instances)})
+                    args.store, i, args.instances)}),
+                defaults=served_transports(args),
             )
             auths.append(auth)
             t = _udp(auth, args, args.udp_port + i, asyncio.Lock())
@@ -306,7 +315,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--presence web needs --dashboard (the page answers presence)")
     if args.instances != 1 or args.workers != 1:
         return run_many(args)
-    auth = make_authenticator(args)
+    auth = make_authenticator(args, defaults=served_transports(args))
     try:
         asyncio.run(serve(args, auth))
     finally:

@@ -139,6 +139,12 @@ def test_legacy_pin_token_works_with_cred_mgmt_preview_and_2_1(ctap: Ctap2) -> N
     assert CredentialManagement(ctap, cp.protocol, fresh).get_metadata()[1] == 2
 
 
+def test_get_info_advertises_the_preview_to_2_1_pre_clients(ctap: Ctap2) -> None:
+    info = ctap.get_info()
+    assert "FIDO_2_1_PRE" in info.versions and "FIDO_2_1" in info.versions
+    assert info.options["credentialMgmtPreview"] is True and info.options["credMgmt"] is True
+
+
 def test_permission_token_bound_to_an_rp_stays_confined_on_preview(ctap: Ctap2) -> None:
     cp = ClientPin(ctap)
     cp.set_pin(PIN)
