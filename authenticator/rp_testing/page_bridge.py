@@ -265,6 +265,9 @@ class PageBridge:
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self.deliver_name = "__fidoEmuDeliver_" + secrets.token_hex(8)
+        # Playwright's sync API runs binding calls only while the test thread is inside a
+        # Playwright call: waits then "pump" with a browser round trip instead of blocking.
+        self.pump: Callable[[], None] | None = None
 
     # -- what the page sees ----------------------------------------------------------------
 
@@ -379,6 +382,9 @@ class PageBridge:
 
     def _create(self, request: dict[str, Any], frame: Frame) -> dict[str, Any]:
         options = self._options(request)
+        rp = options.get("rp")
+        if isinstance(rp, dict) and rp.get("id") is None:  # the browser fills in the
+            options["rp"] = {**rp, "id": urlsplit(frame.origin).hostname or ""}  # effective domain
 
         def run() -> dict[str, Any]:
             if not frame.same_origin_with_ancestors:
@@ -399,6 +405,8 @@ class PageBridge:
 
     def _get(self, request: dict[str, Any], frame: Frame) -> dict[str, Any]:
         options = self._options(request)
+        if options.get("rpId") is None:
+            options["rpId"] = urlsplit(frame.origin).hostname or ""
         mediation = str(request.get("mediation") or "optional")
         if not frame.same_origin_with_ancestors and not frame.get_allowed:
             return self._error_event(
@@ -456,11 +464,28 @@ class PageBridge:
         with self._lock:
             return list(self._pending.values())
 
+    def _wait(self, check: Callable[[], bool], timeout: float, what: str) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not check():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(what)
+                if self.pump is None:
+                    self._changed.wait(left)
+                    continue
+                self._changed.release()
+                try:
+                    self.pump()
+                finally:
+                    self._changed.acquire()
+
     def wait_conditional(self, timeout: float = 10.0) -> ConditionalRequest:
         """The first pending conditional request, waiting for the page to make one."""
-        with self._changed:
-            if not self._changed.wait_for(lambda: self._pending, timeout):
-                raise TimeoutError("no conditional get() is pending")
+        self._wait(lambda: bool(self._pending), timeout, "no conditional get() is pending")
+        with self._lock:
             return next(iter(self._pending.values()))
 
     def resolve_conditional(
@@ -627,16 +652,14 @@ class PageBridge:
 
     def wait_for_event(self, predicate: Callable[[BridgeEvent], bool], timeout: float = 10.0):
         """The first event matching ``predicate``, waiting for it (channels on other threads)."""
-        with self._changed:
-            found: list[BridgeEvent] = []
+        found: list[BridgeEvent] = []
 
-            def check() -> bool:
-                found[:] = [e for e in self.events if predicate(e)]
-                return bool(found)
+        def check() -> bool:
+            found[:] = [e for e in self.events if predicate(e)]
+            return bool(found)
 
-            if not self._changed.wait_for(check, timeout):
-                raise TimeoutError("no matching bridge event")
-            return found[0]
+        self._wait(check, timeout, "no matching bridge event")
+        return found[0]
 
     def close(self) -> None:
         self.device.close()
@@ -722,6 +745,13 @@ def attach_playwright(
 
     target.expose_binding(BINDING, on_call)
     target.add_init_script(script=bridge.script(PLAYWRIGHT_SEND))
+
+    def pump() -> None:
+        pages = [p for p in getattr(target, "pages", [target]) if not p.is_closed()]
+        if pages:
+            pages[-1].evaluate("0")  # a round trip: Playwright dispatches queued binding calls
+
+    bridge.pump = pump
     return bridge
 
 

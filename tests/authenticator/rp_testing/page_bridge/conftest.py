@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,14 +12,6 @@ import pytest
 from authenticator.rp_testing.pytest_plugin import browser_unavailable
 
 ROOT = Path(__file__).resolve().parents[4]
-
-
-def cli(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
-    """``fido-emu ...`` from this tree, as a user would run it."""
-    return subprocess.run(
-        [sys.executable, "-m", "authenticator.frontdoor.cli", *args],
-        input=input, capture_output=True, text=True, timeout=120,
-    )
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +46,8 @@ def attestation_root(tmp_path: Path, store_path: Path, profile: str) -> bytes:
     from authenticator.frontdoor.attestation_ca import ROOT_CERT_FILE
 
     directory = tmp_path / "attestation"
+    from swa_rp import cli
+
     run = cli("attestation", "init", "--store", str(store_path), "--profile", profile,
               "--dir", str(directory))
     assert run.returncode == 0, run.stderr

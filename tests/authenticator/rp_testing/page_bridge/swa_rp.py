@@ -264,3 +264,29 @@ class Server:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=5)
+
+
+def post(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The RP's JSON API from Python (what the CLI side of a test sends)."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        url, json.dumps(body).encode(), {"content-type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return json.load(r)
+    except urllib.error.HTTPError as e:
+        return json.load(e)
+
+
+def cli(*args: str, input: str | None = None):
+    """``fido-emu ...`` from this tree, as a user would run it."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "authenticator.frontdoor.cli", *args],
+        input=input, capture_output=True, text=True, timeout=120,
+    )
