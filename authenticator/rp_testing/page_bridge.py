@@ -50,6 +50,7 @@ HIDDEN_STATE = "rp_testing.page_bridge.hidden"
 DOM_NAMES = {
     "NotAllowedError", "SecurityError", "TypeError", "NotSupportedError", "InvalidStateError",
     "AbortError", "ConstraintError", "UnknownError", "NotReadableError", "EncodingError",
+    "SyntaxError",
 }
 CREATE_FEATURE = "publickey-credentials-create"
 GET_FEATURE = "publickey-credentials-get"
@@ -86,13 +87,12 @@ class BridgeError(Exception):
 
 
 def _from_webauthn_error(e: WebAuthnError) -> BridgeError:
-    """``WebAuthnError("NotAllowedError: ...")`` -> its DOMException name and message."""
-    text = str(e)
-    head, sep, rest = text.partition(":")
-    names = [n for n in head.split("/") if n in DOM_NAMES]
-    if sep and names:
-        return BridgeError(names[0], rest.strip() or names[0])
-    return BridgeError("NotAllowedError", text)
+    """The client's error as the page's DOMException (name and one-line message)."""
+    name = getattr(e, "name", None)
+    if name in DOM_NAMES:
+        return BridgeError(name, getattr(e, "message", str(e)))
+    head, sep, rest = str(e).partition(":")
+    return BridgeError(head if sep and head in DOM_NAMES else "NotAllowedError", rest.strip() or str(e))
 
 
 # -- frames and permissions policy ----------------------------------------------------------
@@ -261,7 +261,7 @@ class PageBridge:
         self.events: list[BridgeEvent] = []
         self.signals: list[Signal] = []
         self._pending: dict[str, ConditionalRequest] = {}
-        self._clients: dict[tuple[str, str | None], WebAuthnClient] = {}
+        self._clients: dict[str, WebAuthnClient] = {}
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self.deliver_name = "__fidoEmuDeliver_" + secrets.token_hex(8)
@@ -338,23 +338,22 @@ class PageBridge:
             return BridgeError("UnknownError", f"{type(e).__name__}: {e}").reply()
 
     def _client(self, frame: Frame) -> WebAuthnClient:
-        top = None if frame.same_origin_with_ancestors else frame.top_origin
-        key = (frame.origin, top)
         with self._lock:
-            if key not in self._clients:
+            if frame.origin not in self._clients:
                 cfg = self.authenticator.config
-                kw: dict[str, Any] = {}
-                if top is not None:
-                    kw["top_origin"] = top
-                self._clients[key] = WebAuthnClient(
+                self._clients[frame.origin] = WebAuthnClient(
                     self.device,
                     frame.origin,
                     pin=self.pin,
                     transports=list(cfg.transports),
                     attachment="platform" if cfg.platform_attachment else "cross-platform",
-                    **kw,
                 )
-            return self._clients[key]
+            return self._clients[frame.origin]
+
+    @staticmethod
+    def _top(frame: Frame) -> str | None:
+        """The top origin the client data names: only for a cross-origin caller."""
+        return None if frame.same_origin_with_ancestors else frame.top_origin
 
     def _record(self, kind: str, frame: Frame, mediation: str | None, fn: Callable[[], Any]):
         event = BridgeEvent(kind, frame.origin, frame.top_origin, mediation)
@@ -382,9 +381,6 @@ class PageBridge:
 
     def _create(self, request: dict[str, Any], frame: Frame) -> dict[str, Any]:
         options = self._options(request)
-        rp = options.get("rp")
-        if isinstance(rp, dict) and rp.get("id") is None:  # the browser fills in the
-            options["rp"] = {**rp, "id": urlsplit(frame.origin).hostname or ""}  # effective domain
 
         def run() -> dict[str, Any]:
             if not frame.same_origin_with_ancestors:
@@ -399,14 +395,12 @@ class PageBridge:
                         "NotAllowedError",
                         "create() in a cross-origin iframe needs transient user activation",
                     )
-            return self._client(frame).create(options)
+            return self._client(frame).create(options, top_origin=self._top(frame))
 
         return self._record("create", frame, str(request.get("mediation")), run)
 
     def _get(self, request: dict[str, Any], frame: Frame) -> dict[str, Any]:
         options = self._options(request)
-        if options.get("rpId") is None:
-            options["rpId"] = urlsplit(frame.origin).hostname or ""
         mediation = str(request.get("mediation") or "optional")
         if not frame.same_origin_with_ancestors and not frame.get_allowed:
             return self._error_event(
@@ -438,7 +432,10 @@ class PageBridge:
                     "get", frame, mediation,
                     BridgeError("NotAllowedError", "no credential available for immediate mediation"),
                 )
-        return {"ok": self._record("get", frame, mediation, lambda: self._client(frame).get(options))}
+        return {"ok": self._record(
+            "get", frame, mediation,
+            lambda: self._client(frame).get(options, top_origin=self._top(frame)),
+        )}
 
     def _error_event(self, kind: str, frame: Frame, mediation: str, err: BridgeError):
         with self._changed:
@@ -513,7 +510,9 @@ class PageBridge:
         try:
             result = self._record(
                 "get", request.frame, "conditional",
-                lambda: self._client(request.frame).get(options),
+                lambda: self._client(request.frame).get(
+                    options, top_origin=self._top(request.frame)
+                ),
             )
             return {"ok": result}
         except BridgeError as e:
