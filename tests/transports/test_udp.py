@@ -179,7 +179,7 @@ async def clients(server: tuple[UdpTransport, FakeHandler]):
         c.close()
 
 
-async def test_reboot_report_ignored_without_the_flag(server, clients) -> None:
+async def test_d9_reboot_report_ignored_without_the_flag(server, clients) -> None:
     """D9: any local process could otherwise power-cycle the device (clears PIN_AUTH_BLOCKED)."""
     transport, handler = server
     a = clients()
@@ -228,7 +228,7 @@ async def test_replies_go_to_each_sender(server, clients) -> None:
     assert a.silent() and b.silent()
 
 
-async def test_channel_belongs_to_the_address_that_allocated_it(server, clients) -> None:
+async def test_d9_channel_belongs_to_the_address_that_allocated_it(server, clients) -> None:
     """D9: another address naming a client's CID gets INVALID_CHANNEL, the owner is unharmed."""
     transport, _ = server
     owner, other = clients(), clients()
@@ -252,7 +252,7 @@ async def test_unheld_cid_is_adopted_like_solos_simulator(server, clients) -> No
     assert set(transport.channels(a.address)) == {0x05040302, 0x11223344}
 
 
-async def test_init_flood_from_another_port_leaves_client_channel(server, clients) -> None:
+async def test_d9_init_flood_from_another_port_leaves_client_channel(server, clients) -> None:
     """D9: 300 broadcast INITs from another local port used to evict a connected client."""
     transport, _ = server
     victim, attacker = clients(), clients()
@@ -268,7 +268,7 @@ async def test_init_flood_from_another_port_leaves_client_channel(server, client
     assert cid in transport.channels(victim.address)
 
 
-async def test_broadcast_init_is_rate_limited_per_source() -> None:
+async def test_d9_broadcast_init_is_rate_limited_per_source() -> None:
     now = [0.0]
     transport = UdpTransport(
         FakeHandler(), listen=(LOOPBACK, 0), init_rate=2.0, init_burst=5, clock=lambda: now[0]
