@@ -77,6 +77,19 @@ def ids(recs) -> list[bytes]:
     return [r.credential_id for r in recs]
 
 
+def all_pages(fetch: Callable, limit: int, most: int) -> list:
+    """Every page ``fetch(after, limit)`` gives, following the cursor; a cursor that
+    does not advance fails (instead of looping) once more items came than exist."""
+    got: list = []
+    after = None
+    while page := fetch(after, limit):
+        assert len(page) <= limit
+        got += page
+        assert len(got) <= most, "the cursor does not advance"
+        after = page[-1]
+    return got
+
+
 def _worker(spec: tuple, n: int, seed: int, start) -> None:
     """One process of the concurrency test: puts, replaces, deletes and leases."""
     import random
@@ -193,11 +206,11 @@ class StoreContract:
         assert len(full) == 23
         assert [r.created for r in full] == sorted((r.created for r in recs), reverse=True)
         for limit in (1, 4, 23, 50):
-            got, after = [], None
-            while page := store.credentials_for_rp_page(rp_hash("example.com"), after, limit):
-                assert len(page) <= limit
-                got += page
-                after = page[-1]
+            got = all_pages(
+                lambda after, n: store.credentials_for_rp_page(rp_hash("example.com"), after, n),
+                limit,
+                len(full),
+            )
             assert ids(got) == ids(full)
         assert store.credentials_for_rp_page(rp_hash("example.com"), None, 0) == []
         assert store.credentials_for_rp_page(rp_hash("other"), None, 5) == []
@@ -241,12 +254,7 @@ class StoreContract:
         assert store.count_rps() == 17
         assert store.count_discoverable() == sum(model.values())
         for limit in (1, 5, 17, 100):
-            got, after = [], None
-            while page := store.list_rps_page(after, limit):
-                assert len(page) <= limit
-                got += page
-                after = page[-1]
-            assert got == rps
+            assert all_pages(store.list_rps_page, limit, len(rps)) == rps
         assert store.rp_summary(rp_hash(names[3])) == rps[3]
         assert store.rp_summary(rp_hash("nobody.example")) is None
 
