@@ -62,9 +62,10 @@ class Counters:
         return value
 
     def set(self, key: bytes, value: int) -> None:
-        """Fault injection and imports: force a value (possibly lower, on purpose)."""
-        self._store.delete_counter(key)
-        self._store.store_counter(key, value)
+        """Fault injection and imports: force a value (possibly lower, on purpose). One
+        store transaction; a value outside 0..2^32-1 raises CounterRangeError (a ValueError)
+        and changes nothing."""
+        self._store.set_counter(key, value)
         self._current[key] = value
         self._lease[key] = value
 

@@ -64,12 +64,45 @@ class Device:
 
     def _load_persistent(self) -> None:
         """(Re)build everything derived from the store's persistent state."""
-        self.device_keys = DeviceKeys(self.store.device_secret())
+        self.__dict__.pop("_batch_cache", None)
+        self._secret = self.store.device_secret()
+        self.device_keys = DeviceKeys(self._secret)
         self.credentials = CredentialSource(self.store, self.device_keys)
         self.counters = Counters(self.store, self.config.counter_lease)
         self.pin = PinState(self.store, self.config, self.device_keys, self.clock)
         self.settings = Settings.load(self.store, self.config)
         self._clear_volatile()
+        self._store_generation = self._generation()
+
+    # -- one truth across processes -------------------------------------------------------
+    def _generation(self) -> object:
+        generation = getattr(self.store, "generation", None)
+        return generation() if generation is not None else None
+
+    def store_begin(self) -> None:
+        """Start of a command: one freshness check of the store. When someone else (another
+        process sharing it: the CLI, a second `fido-emu run`) wrote since our last command,
+        re-read what we derived from it: settings, the attestation batch key and, after a
+        reset elsewhere, the device keys and everything sealed under them."""
+        begin = getattr(self.store, "command_begin", None)
+        if begin is not None:
+            begin()
+        generation = self._generation()
+        if generation == self._store_generation:
+            return
+        if self.store.device_secret() != self._secret:
+            self._load_persistent()
+            return
+        self._store_generation = generation
+        self.__dict__.pop("_batch_cache", None)
+        self.settings = Settings.load(self.store, self.config)
+
+    def store_end(self) -> None:
+        """End of a command: our own writes are not news to us."""
+        self._store_generation = self._generation()
+        end = getattr(self.store, "command_end", None)
+        if end is not None:
+            end()
 
     def _clear_volatile(self) -> None:
         # typed loosely on purpose: each belongs to the command module that fills it
@@ -153,7 +186,6 @@ class Device:
 
     def factory_reset(self) -> None:
         self.store.wipe()
-        self.__dict__.pop("_batch_cache", None)
         self._load_persistent()
 
 

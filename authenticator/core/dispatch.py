@@ -93,10 +93,8 @@ class Authenticator(Device):
         call = Call(ctx=ctx, command=name)
         start = self.clock()
         async with self._lock:
-            scope = getattr(self.store, "command_begin", None)
-            if scope is not None:
-                scope()
             try:
+                self.store_begin()
                 forced = self.faults.take_error()
                 if forced is not None:
                     raise CtapStatusError(forced, "injected fault")
@@ -120,8 +118,7 @@ class Authenticator(Device):
                 log.exception("internal error in %s", name)
                 response, status = bytes([ERR.OTHER]), "OTHER"
             finally:
-                if scope is not None:
-                    self.store.command_end()  # type: ignore[attr-defined]
+                self.store_end()
         self._emit(call, status, start)
         return response
 
@@ -132,10 +129,13 @@ class Authenticator(Device):
         async with self._lock:
             self.next_assertion = None
             try:
+                self.store_begin()
                 response = await ctap1.handle(self, apdu, call)
             except Exception:
                 log.exception("internal error in U2F")
                 response = ctap1.SW_UNKNOWN
+            finally:
+                self.store_end()
         self._emit(call, f"SW {response[-2:].hex().upper()}", start)
         return response
 

@@ -77,6 +77,20 @@ class PinState:
     def _set_int(self, name: str, value: int) -> None:
         self.store.set_state(name, struct.pack(">i", value))
 
+    def _spend(self, name: str, default: int) -> bool:
+        """Take one retry in a single store transaction (False: none left), so processes
+        sharing the store cannot both spend the last one."""
+        left = False
+
+        def take(raw: bytes | None) -> bytes:
+            nonlocal left
+            value = default if raw is None else struct.unpack(">i", raw)[0]
+            left = value > 0
+            return struct.pack(">i", max(0, value - 1))
+
+        self.store.update_state(name, take)
+        return left
+
     @property
     def is_set(self) -> bool:
         return self.store.get_state(STATE_PIN) is not None
@@ -152,7 +166,7 @@ class PinState:
         self._set_int(STATE_UV_RETRIES, self.config.max_uv_retries)
 
     def uv_failed(self) -> None:
-        self._set_int(STATE_UV_RETRIES, max(0, self.uv_retries - 1))
+        self._spend(STATE_UV_RETRIES, self.config.max_uv_retries)
 
     # -- used by other commands ---------------------------------------------------------
     @staticmethod
@@ -203,7 +217,8 @@ class PinState:
             raise CtapStatusError(ERR.PIN_BLOCKED)
         if self.consecutive_mismatches >= 3:
             raise CtapStatusError(ERR.PIN_AUTH_BLOCKED)
-        self._set_int(STATE_PIN_RETRIES, self.retries - 1)  # durable before comparing
+        if not self._spend(STATE_PIN_RETRIES, self.config.max_pin_retries):  # durable first
+            raise CtapStatusError(ERR.PIN_BLOCKED)
         try:
             candidate = PROTOCOLS[protocol].decrypt(shared, pin_hash_enc)
         except ValueError:
