@@ -503,3 +503,20 @@ def test_counts_stay_exact_through_sigkill_and_concurrent_writers(tmp_path):
             os.kill(p.pid, signal.SIGKILL)
             p.wait()
         _assert_counts_exact(path)
+
+
+def test_d2_the_cli_says_what_to_do_in_one_line_without_a_traceback(tmp_path):
+    path = tmp_path / "cli.db"
+    store = SqliteStore(path)
+    store.put_credential(sealed_record(store))
+    store.close()
+    (tmp_path / "cli.db.key").unlink()
+    done = subprocess.run(
+        [sys.executable, "-m", "authenticator.frontdoor.cli", "info", "--store", str(path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(path) in lines[0] and f"{path}.key" in lines[0], done.stderr
+    assert not (tmp_path / "cli.db.key").exists()
