@@ -11,11 +11,32 @@
   Google's server wakes the phone with an FCM message instead; here the phone keeps this
   WebSocket open and receives one binary CBOR :class:`~transports.hybrid.linking.ContactNotice`
   per desktop (queued while it is away); it may send back a 16-byte tunnel id to decline one.
-  A contact id becomes known when a phone first listens on it, and stays known (in memory).
-Every WebSocket must offer the ``fido.cable`` subprotocol.
-The server sees only ciphertext. Waits and sizes are bounded: a phone nobody joins within
-``pair_timeout`` is closed, as is a tunnel idle for ``idle_timeout``; at most ``max_tunnels``
-exist at once; frames over ``max_message_size`` close the connection (1009).
+  A contact id becomes known when a phone listens on it, and is forgotten ``contact_ttl``
+  after its last listener left (desktops then get 410).
+
+Every WebSocket must offer the ``fido.cable`` subprotocol. The server sees only ciphertext.
+
+Limits (``TunnelServer`` argument, default; docs/tunnel-server.md says why):
+
+- ``pair_timeout`` (60 s): a waiting side (phone on /new, desktop on /contact) that nobody
+  joins is closed and its slot freed.
+- ``idle_timeout`` (300 s): a paired tunnel with no frame either way is closed.
+- ``max_tunnels`` (256) open or reserved tunnels in all, ``max_tunnels_per_client`` (16)
+  opened by one client; more get 503.
+- ``max_contacts`` (1024) known contact ids, ``max_contacts_per_client`` (16) registered by
+  one client. When full, the contact id idle longest (no listener) is forgotten first; only
+  when every one has a listener does a new listener get 503.
+- ``contact_ttl`` (86400 s): how long a contact id stays known after its last listener left.
+- ``max_message_size`` (64 KiB): larger frames close the connection (1009).
+- ``MAX_QUEUED_CONTACTS`` (16) desktops waiting for one phone; more are closed (1013).
+- ``open_timeout`` (10 s) for the HTTP upgrade; WebSocket pings every 20 s drop a peer that
+  does not answer within 20 s (websockets' defaults).
+
+"One client" is the peer's IP address; for a loopback peer on Linux also the user owning its
+socket (read from ``/proc/net/tcp``), because every local process shares 127.0.0.1 and
+processes of one user can stop each other anyway. Every per-connection structure (handshake
+plans, reserved tunnels, claims, newly registered contact ids) is freed as soon as the
+connection is lost, whether or not its WebSocket handshake completed.
 Real browsers only talk to their assigned domains over TLS; this server is for tests and labs.
 """
 
@@ -23,14 +44,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import re
 import ssl as ssl_module
+import struct
 import time
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
@@ -58,27 +83,37 @@ _HEX = re.compile(r"^[0-9A-Fa-f]+$")
 MAX_QUEUED_CONTACTS = 16
 
 
-@dataclass
+@dataclass(eq=False)
 class _Tunnel:
     routing_id: bytes
     tunnel_id: bytes
-    created: float
+    owner: Hashable  # the client that opened it, for the per-client cap
     peer: asyncio.Future[ServerConnection]
     done: asyncio.Event = field(default_factory=asyncio.Event)
-    started: bool = False  # the waiting side's handler runs (phone; desktop for a contact)
     claimed: bool = False  # the joining side has been let in
     contact_id: bytes | None = None  # set for tunnels opened by /cable/contact
     client_payload: bytes = b""
 
 
-@dataclass
+@dataclass(eq=False)
 class _Contact:
-    """A linked phone's contact id: its pending contacts and its listening socket, if any."""
+    """A linked phone's contact id: desktops waiting for it and its listening socket, if any."""
 
-    queue: asyncio.Queue[_Tunnel] = field(
-        default_factory=lambda: asyncio.Queue(MAX_QUEUED_CONTACTS)
-    )
+    owner: Hashable
+    last_seen: float  # when its last listener left (or it was registered)
+    pending: deque[_Tunnel] = field(default_factory=deque)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
     listener: ServerConnection | None = None
+
+
+@dataclass
+class _Plan:
+    """What an accepted HTTP request will do once its WebSocket is up."""
+
+    kind: str  # new | connect | contact | listen
+    tunnel: _Tunnel | None = None
+    contact_id: bytes = b""
+    new_contact: bool = False  # the listen request registered the contact id
 
 
 def _parse_hex(value: str, size: int) -> bytes | None:
@@ -87,8 +122,49 @@ def _parse_hex(value: str, size: int) -> bytes | None:
     return bytes.fromhex(value)
 
 
+def _proc_net_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int) -> str:
+    """An address as ``/proc/net/tcp*`` prints it: 32-bit words in host order, hex port."""
+    packed = ip.packed
+    words = struct.unpack(f"={len(packed) // 4}I", packed)
+    return "".join(f"{w:08X}" for w in words) + f":{port:04X}"
+
+
+def peer_uid(remote: Any, local: Any) -> int | None:
+    """The uid owning the other end of a loopback TCP connection (Linux), else None."""
+    try:
+        peer, ours = ipaddress.ip_address(remote[0]), ipaddress.ip_address(local[0])
+    except (TypeError, IndexError, ValueError):
+        return None
+    if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:
+        peer = peer.ipv4_mapped
+    if isinstance(ours, ipaddress.IPv6Address) and ours.ipv4_mapped is not None:
+        ours = ours.ipv4_mapped
+    if not peer.is_loopback:
+        return None
+    # the peer's own socket: its local address is our remote one and vice versa
+    want = (_proc_net_address(peer, remote[1]), _proc_net_address(ours, local[1]))
+    table = "/proc/net/tcp" if peer.version == 4 else "/proc/net/tcp6"
+    try:
+        with open(table, encoding="ascii") as f:
+            next(f, None)
+            for line in f:
+                fields = line.split()
+                if len(fields) > 7 and (fields[1], fields[2]) == want:
+                    return int(fields[7])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def default_client_key(connection: ServerConnection) -> Hashable:
+    """Who is asking, for the per-client caps: the peer's IP (plus its uid on loopback)."""
+    remote, local = connection.remote_address, connection.local_address
+    host = str(remote[0]) if remote else "?"
+    return host, peer_uid(remote, local) if remote and local else None
+
+
 class TunnelServer:
-    """The server's state; ``start``/``close`` or ``async with`` it."""
+    """The server's state; ``start``/``close`` or ``async with`` it. Limits: module docstring."""
 
     def __init__(
         self,
@@ -96,19 +172,32 @@ class TunnelServer:
         pair_timeout: float = 60.0,
         idle_timeout: float = 300.0,
         max_tunnels: int = 256,
+        max_tunnels_per_client: int = 16,
         max_message_size: int = 64 * 1024,
         routing_ids: Callable[[], bytes] = lambda: os.urandom(3),
         max_contacts: int = 1024,
+        max_contacts_per_client: int = 16,
+        contact_ttl: float = 86400.0,
+        open_timeout: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        client_key: Callable[[ServerConnection], Hashable] = default_client_key,
     ) -> None:
         self.pair_timeout = pair_timeout
         self.idle_timeout = idle_timeout
         self.max_tunnels = max_tunnels
+        self.max_tunnels_per_client = max_tunnels_per_client
         self.max_message_size = max_message_size
-        self._routing_ids = routing_ids
         self.max_contacts = max_contacts
+        self.max_contacts_per_client = max_contacts_per_client
+        self.contact_ttl = contact_ttl
+        self.open_timeout = open_timeout
+        self._routing_ids = routing_ids
+        self._clock = clock
+        self._client_key = client_key
         self._tunnels: dict[tuple[bytes, bytes], _Tunnel] = {}
+        self._tunnels_by_client: Counter[Hashable] = Counter()
         self._contacts: dict[bytes, _Contact] = {}
-        self._plans: dict[ServerConnection, tuple[str, _Tunnel | bytes]] = {}
+        self._plans: dict[ServerConnection, _Plan] = {}
         self._server: Server | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -125,7 +214,7 @@ class TunnelServer:
             process_request=self._process_request,
             process_response=self._process_response,
             max_size=self.max_message_size,
-            open_timeout=10,
+            open_timeout=self.open_timeout,
             compression=None,
         )
 
@@ -142,6 +231,19 @@ class TunnelServer:
     def tunnel_count(self) -> int:
         return len(self._tunnels)
 
+    @property
+    def contact_count(self) -> int:
+        return len(self._contacts)
+
+    @property
+    def listener_count(self) -> int:
+        return sum(c.listener is not None for c in self._contacts.values())
+
+    @property
+    def handshake_count(self) -> int:
+        """Accepted requests whose WebSocket has not started yet."""
+        return len(self._plans)
+
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
@@ -156,14 +258,83 @@ class TunnelServer:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    # -- HTTP phase -------------------------------------------------------------------------
+    # -- bookkeeping ------------------------------------------------------------------------
 
-    def _sweep(self) -> None:
-        """Drop reservations whose WebSocket never came up (handshake failed after 101 plan)."""
-        limit = time.monotonic() - self.pair_timeout - 15
-        for key, tunnel in list(self._tunnels.items()):
-            if not tunnel.started and tunnel.created < limit:
-                del self._tunnels[key]
+    def _tunnel_refusal(self, owner: Hashable) -> str | None:
+        if len(self._tunnels) >= self.max_tunnels:
+            return "too many tunnels\n"
+        if self._tunnels_by_client[owner] >= self.max_tunnels_per_client:
+            return "too many tunnels from this client\n"
+        return None
+
+    def _reserve(self, tunnel: _Tunnel) -> None:
+        self._tunnels[(tunnel.routing_id, tunnel.tunnel_id)] = tunnel
+        self._tunnels_by_client[tunnel.owner] += 1
+
+    def _release(self, tunnel: _Tunnel) -> None:
+        """Free a tunnel's slot (idempotent) and let a joined peer go."""
+        key = (tunnel.routing_id, tunnel.tunnel_id)
+        if self._tunnels.get(key) is tunnel:
+            del self._tunnels[key]
+            self._tunnels_by_client[tunnel.owner] -= 1
+            if self._tunnels_by_client[tunnel.owner] <= 0:
+                del self._tunnels_by_client[tunnel.owner]
+        if not tunnel.peer.done():
+            tunnel.peer.cancel()
+        tunnel.done.set()
+
+    def _live(self, tunnel: _Tunnel) -> bool:
+        return self._tunnels.get((tunnel.routing_id, tunnel.tunnel_id)) is tunnel
+
+    def _plan(self, connection: ServerConnection, plan: _Plan) -> None:
+        """Remember what the connection will do; undo it if the connection dies first."""
+        self._plans[connection] = plan
+        connection.connection_lost_waiter.add_done_callback(lambda _: self._abandon(connection))
+
+    def _abandon(self, connection: ServerConnection) -> None:
+        plan = self._plans.pop(connection, None)
+        if plan is None:
+            return  # its handler took it over (and frees it), or it was already undone
+        log.debug("tunnel server: %s handshake abandoned", plan.kind)
+        tunnel = plan.tunnel
+        if plan.kind in ("new", "contact") and tunnel is not None:
+            self._release(tunnel)
+        elif plan.kind == "connect" and tunnel is not None:
+            if not tunnel.peer.done():
+                tunnel.claimed = False
+        elif plan.kind == "listen" and plan.new_contact:
+            contact = self._contacts.get(plan.contact_id)
+            if contact is not None and contact.listener is None and not contact.pending:
+                del self._contacts[plan.contact_id]
+
+    def _expire_contacts(self) -> None:
+        limit = self._clock() - self.contact_ttl
+        for contact_id, contact in list(self._contacts.items()):
+            if contact.listener is None and contact.last_seen <= limit:
+                self._forget(contact_id)
+
+    def _forget(self, contact_id: bytes) -> None:
+        contact = self._contacts.pop(contact_id)
+        for tunnel in contact.pending:
+            self._release(tunnel)  # its desktop is closed; it will get 410 next time
+
+    def _make_room(self, owner: Hashable) -> str | None:
+        """Room for one more contact id from ``owner``: drop the idlest if full, else refuse."""
+        for mine_only, limit in ((True, self.max_contacts_per_client), (False, self.max_contacts)):
+            candidates = [
+                (c.last_seen, cid)
+                for cid, c in self._contacts.items()
+                if not mine_only or c.owner == owner
+            ]
+            if len(candidates) < limit:
+                continue
+            idle = [(seen, cid) for seen, cid in candidates if self._contacts[cid].listener is None]
+            if not idle:
+                return "too many contacts\n"
+            self._forget(min(idle)[1])
+        return None
+
+    # -- HTTP phase -------------------------------------------------------------------------
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
@@ -174,9 +345,9 @@ class TunnelServer:
             tunnel_id = _parse_hex(match[1], 16)
             if tunnel_id is None:
                 return connection.respond(HTTPStatus.BAD_REQUEST, "bad tunnel id\n")
-            self._sweep()
-            if len(self._tunnels) >= self.max_tunnels:
-                return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "too many tunnels\n")
+            owner = self._client_key(connection)
+            if refusal := self._tunnel_refusal(owner):
+                return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, refusal)
             for _ in range(16):
                 routing_id = self._routing_ids()
                 if (routing_id, tunnel_id) not in self._tunnels:
@@ -184,9 +355,9 @@ class TunnelServer:
             else:
                 return connection.respond(HTTPStatus.CONFLICT, "tunnel exists\n")
             loop = asyncio.get_running_loop()
-            tunnel = _Tunnel(routing_id, tunnel_id, time.monotonic(), loop.create_future())
-            self._tunnels[(routing_id, tunnel_id)] = tunnel
-            self._plans[connection] = ("new", tunnel)
+            tunnel = _Tunnel(routing_id, tunnel_id, owner, loop.create_future())
+            self._reserve(tunnel)
+            self._plan(connection, _Plan("new", tunnel))
             return None
         if match := _CONNECT.match(path):
             routing_id, tunnel_id = _parse_hex(match[1], 3), _parse_hex(match[2], 16)
@@ -198,22 +369,30 @@ class TunnelServer:
             if tunnel.claimed:
                 return connection.respond(HTTPStatus.CONFLICT, "tunnel already joined\n")
             tunnel.claimed = True
-            self._plans[connection] = ("connect", tunnel)
+            self._plan(connection, _Plan("connect", tunnel))
             return None
         if match := _CONTACT.match(path):
             return self._plan_contact(connection, request, match[1])
         if match := _LISTEN.match(path):
-            try:
-                contact_id = unb64url(match[1])
-            except LinkingError:
-                return connection.respond(HTTPStatus.BAD_REQUEST, "bad contact id\n")
-            if not 0 < len(contact_id) <= MAX_CONTACT_ID_LEN:
-                return connection.respond(HTTPStatus.BAD_REQUEST, "bad contact id\n")
-            if contact_id not in self._contacts and len(self._contacts) >= self.max_contacts:
-                return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "too many contacts\n")
-            self._plans[connection] = ("listen", contact_id)
-            return None
+            return self._plan_listen(connection, match[1])
         return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
+
+    def _plan_listen(self, connection: ServerConnection, encoded: str) -> Response | None:
+        try:
+            contact_id = unb64url(encoded)
+        except LinkingError:
+            return connection.respond(HTTPStatus.BAD_REQUEST, "bad contact id\n")
+        if not 0 < len(contact_id) <= MAX_CONTACT_ID_LEN:
+            return connection.respond(HTTPStatus.BAD_REQUEST, "bad contact id\n")
+        self._expire_contacts()
+        new = contact_id not in self._contacts
+        if new:
+            owner = self._client_key(connection)
+            if refusal := self._make_room(owner):
+                return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, refusal)
+            self._contacts[contact_id] = _Contact(owner, self._clock())
+        self._plan(connection, _Plan("listen", contact_id=contact_id, new_contact=new))
+        return None
 
     def _plan_contact(
         self, connection: ServerConnection, request: Request, encoded: str
@@ -222,6 +401,7 @@ class TunnelServer:
             contact_id = unb64url(encoded)
         except LinkingError:
             return connection.respond(HTTPStatus.BAD_REQUEST, "bad contact id\n")
+        self._expire_contacts()
         if contact_id not in self._contacts:
             return connection.respond(HTTPStatus.GONE, "unknown contact id\n")
         try:
@@ -229,15 +409,15 @@ class TunnelServer:
             ClientPayload.from_cbor(raw)
         except (LinkingError, ValueError):
             return connection.respond(HTTPStatus.BAD_REQUEST, "bad client payload\n")
-        self._sweep()
-        if len(self._tunnels) >= self.max_tunnels:
-            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "too many tunnels\n")
+        owner = self._client_key(connection)
+        if refusal := self._tunnel_refusal(owner):
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, refusal)
         routing_id, tunnel_id = self._routing_ids(), os.urandom(TUNNEL_ID_LEN)
         loop = asyncio.get_running_loop()
-        tunnel = _Tunnel(routing_id, tunnel_id, time.monotonic(), loop.create_future())
+        tunnel = _Tunnel(routing_id, tunnel_id, owner, loop.create_future())
         tunnel.contact_id, tunnel.client_payload = contact_id, raw
-        self._tunnels[(routing_id, tunnel_id)] = tunnel
-        self._plans[connection] = ("contact", tunnel)
+        self._reserve(tunnel)
+        self._plan(connection, _Plan("contact", tunnel))
         return None
 
     def _process_response(
@@ -246,16 +426,10 @@ class TunnelServer:
         plan = self._plans.get(connection)
         if plan is None:
             return None
-        kind, tunnel = plan
         if response.status_code != HTTPStatus.SWITCHING_PROTOCOLS:
-            self._plans.pop(connection, None)
-            if isinstance(tunnel, _Tunnel) and kind in ("new", "contact"):
-                self._tunnels.pop((tunnel.routing_id, tunnel.tunnel_id), None)
-            elif isinstance(tunnel, _Tunnel):
-                tunnel.claimed = False
-            return None
-        if kind == "new" and isinstance(tunnel, _Tunnel):
-            response.headers[ROUTING_ID_HEADER] = tunnel.routing_id.hex().upper()
+            self._abandon(connection)
+        elif plan.kind == "new" and plan.tunnel is not None:
+            response.headers[ROUTING_ID_HEADER] = plan.tunnel.routing_id.hex().upper()
         return None
 
     # -- WebSocket phase --------------------------------------------------------------------
@@ -265,46 +439,51 @@ class TunnelServer:
         if plan is None:
             await ws.close(1011, "no tunnel")
             return
-        kind, target = plan
-        if kind == "listen":
-            assert isinstance(target, bytes)
-            await self._run_listener(ws, target)
+        if plan.kind == "listen":
+            await self._run_listener(ws, plan.contact_id)
             return
-        assert isinstance(target, _Tunnel)
-        if kind == "new":
-            await self._run_waiting(ws, target)
-        elif kind == "contact":
-            await self._run_contact(ws, target)
+        assert plan.tunnel is not None
+        if plan.kind == "new":
+            await self._run_waiting(ws, plan.tunnel)
+        elif plan.kind == "contact":
+            await self._run_contact(ws, plan.tunnel)
         else:
-            await self._run_joining(ws, target)
+            await self._run_joining(ws, plan.tunnel)
 
     async def _run_contact(self, ws: ServerConnection, tunnel: _Tunnel) -> None:
         """A linked desktop: queue a notice for the phone, then wait for it like /new does."""
         assert tunnel.contact_id is not None
-        try:
-            self._contacts[tunnel.contact_id].queue.put_nowait(tunnel)
-        except asyncio.QueueFull:
-            self._tunnels.pop((tunnel.routing_id, tunnel.tunnel_id), None)
-            await ws.close(1013, "too many pending contacts")
+        contact = self._contacts.get(tunnel.contact_id)
+        reason = "contact id forgotten" if contact is None else None
+        if contact is not None:
+            # desktops that gave up meanwhile do not count
+            contact.pending = deque(t for t in contact.pending if self._live(t))
+            if len(contact.pending) >= MAX_QUEUED_CONTACTS:
+                reason = "too many pending contacts"
+        if contact is None or reason is not None:
+            self._release(tunnel)
+            await ws.close(1013, reason)
             return
+        contact.pending.append(tunnel)
+        contact.changed.set()
         await self._run_waiting(ws, tunnel)
 
     async def _run_listener(self, ws: ServerConnection, contact_id: bytes) -> None:
         """Push contact notices to a linked phone; a newer listener replaces an older one."""
-        contact = self._contacts.setdefault(contact_id, _Contact())
+        contact = self._contacts.get(contact_id)
+        if contact is None:  # forgotten between the request and now
+            await ws.close(1013, "try again")
+            return
         previous, contact.listener = contact.listener, ws
         if previous is not None:
             await previous.close(1000, "replaced")
-        getter: asyncio.Future[_Tunnel] | None = None
-        reader: asyncio.Future[object] | None = None
+        reader: asyncio.Future[Any] = asyncio.ensure_future(ws.recv())
+        changed: asyncio.Future[Any] | None = None
         try:
-            while True:
-                getter = getter or asyncio.ensure_future(contact.queue.get())
-                reader = reader or asyncio.ensure_future(ws.recv())
-                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-                if getter in done:
-                    tunnel, getter = getter.result(), None
-                    if self._tunnels.get((tunnel.routing_id, tunnel.tunnel_id)) is not tunnel:
+            while contact.listener is ws:
+                while contact.pending:
+                    tunnel = contact.pending.popleft()
+                    if not self._live(tunnel):
                         continue  # the desktop gave up meanwhile
                     notice = ContactNotice(
                         tunnel.routing_id, tunnel.tunnel_id, tunnel.client_payload
@@ -312,28 +491,27 @@ class TunnelServer:
                     try:
                         await ws.send(notice.to_cbor())
                     except ConnectionClosed:
-                        with contextlib.suppress(asyncio.QueueFull):
-                            contact.queue.put_nowait(tunnel)  # for the phone's next listener
+                        contact.pending.appendleft(tunnel)  # for the phone's next listener
                         return
-                if reader in done:
+                contact.changed.clear()
+                changed = asyncio.ensure_future(contact.changed.wait())
+                await asyncio.wait({reader, changed}, return_when=asyncio.FIRST_COMPLETED)
+                changed.cancel()
+                if reader.done():
                     try:
                         message = reader.result()
                     except ConnectionClosed:
                         return
-                    reader = None
                     if isinstance(message, bytes) and len(message) == TUNNEL_ID_LEN:
                         self._decline(contact_id, message)
+                    reader = asyncio.ensure_future(ws.recv())
         finally:
-            if getter is not None:
-                if getter.done() and not getter.cancelled():
-                    with contextlib.suppress(asyncio.QueueFull):
-                        contact.queue.put_nowait(getter.result())
-                else:
-                    getter.cancel()
-            if reader is not None:
-                reader.cancel()
+            reader.cancel()
+            if changed is not None:
+                changed.cancel()
             if contact.listener is ws:
                 contact.listener = None
+                contact.last_seen = self._clock()
 
     def _decline(self, contact_id: bytes, tunnel_id: bytes) -> None:
         for tunnel in self._tunnels.values():
@@ -344,7 +522,6 @@ class TunnelServer:
 
     async def _run_waiting(self, ws: ServerConnection, tunnel: _Tunnel) -> None:
         """The first side of a tunnel (phone on /new, desktop on /contact) until the other joins."""
-        tunnel.started = True
         closed = asyncio.ensure_future(ws.wait_closed())
         try:
             await asyncio.wait(
@@ -354,21 +531,18 @@ class TunnelServer:
             )
             if not tunnel.peer.done():
                 log.info("tunnel %s: no peer joined", tunnel.routing_id.hex())
-                self._tunnels.pop((tunnel.routing_id, tunnel.tunnel_id), None)
+                self._release(tunnel)
                 await ws.close(1000, "no peer")
                 return
             if tunnel.peer.cancelled():
-                log.info("tunnel %s: the phone declined the contact", tunnel.routing_id.hex())
+                log.info("tunnel %s: no peer (declined or gone)", tunnel.routing_id.hex())
                 await ws.close(1000, "declined")
                 return
             desktop = tunnel.peer.result()
             await self._relay(ws, desktop)
         finally:
             closed.cancel()
-            self._tunnels.pop((tunnel.routing_id, tunnel.tunnel_id), None)
-            if not tunnel.peer.done():
-                tunnel.peer.cancel()
-            tunnel.done.set()
+            self._release(tunnel)
 
     async def _run_joining(self, ws: ServerConnection, tunnel: _Tunnel) -> None:
         if tunnel.peer.done() or tunnel.done.is_set():
@@ -408,19 +582,14 @@ async def serve(
     port: int = 8080,
     *,
     ssl: ssl_module.SSLContext | None = None,
-    pair_timeout: float = 60.0,
-    idle_timeout: float = 300.0,
-    max_tunnels: int = 256,
-    max_message_size: int = 64 * 1024,
     ready: Callable[[TunnelServer], None] | None = None,
+    **limits: Any,
 ) -> None:
-    """Run a tunnel server until cancelled (``fido-emu tunnel-server``)."""
-    server = TunnelServer(
-        pair_timeout=pair_timeout,
-        idle_timeout=idle_timeout,
-        max_tunnels=max_tunnels,
-        max_message_size=max_message_size,
-    )
+    """Run a tunnel server until cancelled (``fido-emu tunnel-server``).
+
+    ``limits`` are :class:`TunnelServer` keyword arguments (see the module docstring).
+    """
+    server = TunnelServer(**limits)
     await server.start(host, port, ssl)
     log.info("caBLE tunnel server listening on %s:%d", host, server.port)
     if ready is not None:

@@ -90,8 +90,7 @@ async def _listen(
             linking, core, advertise, tunnel_url=server.url(), on_listening=listening.set, **kw
         )
     )
-    await asyncio.wait_for(listening.wait(), 5)
-    await asyncio.sleep(0.05)  # the server registers the contact id once the socket is up
+    await asyncio.wait_for(listening.wait(), 5)  # the contact id is known from here on
     return task
 
 
@@ -367,7 +366,6 @@ async def test_server_queues_a_contact_until_the_phone_listens_again() -> None:
     async with TunnelServer() as server:
         first = await open_tunnel(listen_url(server.url(), contact_id))
         await first.close()  # the phone goes away; its contact id stays known
-        await asyncio.sleep(0.05)
         desktop_ws = await connect(
             contact_url(server.url(), contact_id),
             subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
