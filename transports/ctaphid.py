@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 
 from authenticator.core.ports import CommandContext, CtapHandler, KeepaliveStatus
+from transports.timers import CallLater, Timer, loop_call_later
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ class _Receiving:
     length: int
     buf: bytearray
     seq: int = 0
-    timer: asyncio.TimerHandle | None = None
+    timer: Timer | None = None
 
 
 @dataclass
@@ -114,7 +115,7 @@ class _Processing:
     ctx: CommandContext
     status: KeepaliveStatus = KeepaliveStatus.PROCESSING
     task: asyncio.Task[None] | None = None
-    keepalive: asyncio.TimerHandle | None = None
+    keepalive: Timer | None = None
 
 
 @dataclass
@@ -132,6 +133,8 @@ class CtapHidEngine:
     ``feed`` must be called from the event loop thread. ``adopt_cid(cid)`` decides whether a
     request on a CID never allocated opens it (Solo's simulator does; UDP uses it); without it
     only INIT adopts such a CID and anything else gets INVALID_CHANNEL.
+    ``clock`` and ``call_later`` (read the time, arm a timer) are the engine's only sense of
+    time, so tests can replace both.
     """
 
     def __init__(
@@ -147,6 +150,7 @@ class CtapHidEngine:
         keepalive_interval: float = 0.1,
         max_channels: int = 256,
         clock: Callable[[], float] = time.monotonic,
+        call_later: CallLater = loop_call_later,
         random_bytes: Callable[[int], bytes] = os.urandom,
         adopt_cid: Callable[[int], bool] | None = None,
     ) -> None:
@@ -160,6 +164,7 @@ class CtapHidEngine:
         self._send_report = send
         self._lock = lock if lock is not None else asyncio.Lock()
         self._clock = clock
+        self._call_later = call_later
         self._random = random_bytes
         self._adopt_cid = adopt_cid
         self._channels: OrderedDict[int, None] = OrderedDict()
@@ -305,7 +310,7 @@ class CtapHidEngine:
         # so that a slow but live host (a TCG guest) is not cut off mid-message.
         if rx.timer is not None:
             rx.timer.cancel()
-        rx.timer = asyncio.get_running_loop().call_later(self.msg_timeout, self._on_timeout, rx)
+        rx.timer = self._call_later(self.msg_timeout, lambda: self._on_timeout(rx))
 
     def _on_timeout(self, rx: _Receiving) -> None:
         if self._txn is rx:
@@ -400,7 +405,9 @@ class CtapHidEngine:
         self._tasks.add(proc.task)
         proc.task.add_done_callback(self._tasks.discard)
         if cmd == Cmd.CBOR:  # U2F over HID has no keepalive: the core answers at once
-            proc.keepalive = loop.call_later(self.keepalive_interval, self._keepalive, proc)
+            proc.keepalive = self._call_later(
+                self.keepalive_interval, lambda: self._keepalive(proc)
+            )
 
     async def _run(self, proc: _Processing, data: bytes) -> None:
         try:
@@ -440,8 +447,7 @@ class CtapHidEngine:
         if proc.keepalive is not None:
             proc.keepalive.cancel()
         self._send(proc.cid, Cmd.KEEPALIVE, bytes([proc.status]))
-        loop = asyncio.get_running_loop()
-        proc.keepalive = loop.call_later(self.keepalive_interval, self._keepalive, proc)
+        proc.keepalive = self._call_later(self.keepalive_interval, lambda: self._keepalive(proc))
 
     def _finish(self, proc: _Processing) -> None:
         if proc.keepalive is not None:

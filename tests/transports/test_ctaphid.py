@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from authenticator.core.ports import CommandContext, KeepaliveStatus
+from tests.transports.timing import FakeTime, WatchedLock
 from transports.ctaphid import (
     BROADCAST_CID,
     MAX_MESSAGE_SIZE,
@@ -53,14 +54,6 @@ class FakeHandler:
         self.winks += 1
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def counting_random() -> Callable[[int], bytes]:
     """Channel ids 1, 2, 3, ... so that tests (and hypothesis) can aim at allocated channels."""
     counter = itertools.count(1)
@@ -68,15 +61,25 @@ def counting_random() -> Callable[[int], bytes]:
 
 
 class Host:
-    """The host side: writes reports, reads and reassembles the device's reports."""
+    """The host side: writes reports, reads and reassembles the device's reports.
+
+    The engine runs on fake time: its timers fire only when a test calls ``clock.advance``.
+    ``sent_at`` records the fake time of every report the device sent.
+    """
 
     def __init__(self, **options: object) -> None:
         self.handler = FakeHandler()
-        self.clock = FakeClock()
+        self.clock = FakeTime()
         self.out: asyncio.Queue[bytes] = asyncio.Queue()
+        self.sent_at: list[tuple[float, bytes]] = []
         options.setdefault("clock", self.clock)
+        options.setdefault("call_later", self.clock.call_later)
         options.setdefault("random_bytes", counting_random())
-        self.engine = CtapHidEngine(self.handler, self.out.put_nowait, **options)  # type: ignore[arg-type]
+        self.engine = CtapHidEngine(self.handler, self._sent, **options)  # type: ignore[arg-type]
+
+    def _sent(self, report: bytes) -> None:
+        self.sent_at.append((self.clock.now, report))
+        self.out.put_nowait(report)
 
     def write(self, cid: int, cmd: int, data: bytes = b"") -> None:
         for report in fragment(cid, cmd, data):
@@ -352,17 +355,21 @@ async def test_spurious_continuation_is_ignored() -> None:
     host.assert_silent()
 
 
-async def test_msg_timeout_within_spec_window() -> None:
+async def test_msg_timeout_within_spec_window_from_the_latest_packet() -> None:
     host = Host()
     cid = await host.init()
-    loop = asyncio.get_running_loop()
-    host.engine.feed(fragment(cid, Cmd.PING, bytes(100))[0])
-    start = loop.time()
-    rcid, cmd, data = await host.read(timeout=3)
-    elapsed = loop.time() - start
-    assert (rcid, cmd, data) == (cid, Cmd.ERROR, bytes([HidError.MSG_TIMEOUT]))
-    assert 0.5 <= elapsed <= 1.0
+    reports = fragment(cid, Cmd.PING, bytes(200))
+    host.engine.feed(reports[0])
+    host.clock.advance(0.5)  # the spec's window is 0.5 .. 1 s: not yet
+    host.engine.feed(reports[1])  # a slow but live host: the wait starts again
+    host.clock.advance(0.5)
+    host.assert_silent()
+    assert host.engine.busy
+    host.clock.advance(0.5)  # 1 s after the latest packet: timed out
+    assert await host.read() == (cid, Cmd.ERROR, bytes([HidError.MSG_TIMEOUT]))
     assert not host.engine.busy
+    host.clock.advance(10)
+    host.assert_silent()  # once only
     assert await host.call(cid, Cmd.PING, b"ok") == (Cmd.PING, b"ok")
 
 
@@ -386,7 +393,6 @@ async def test_channel_busy_during_reassembly_and_processing() -> None:
 
     host.handler.script = slow
     host.write(a, Cmd.CBOR, b"\x04")
-    await asyncio.sleep(0)
     assert await host.call(b, Cmd.CBOR, b"\x04") == error(HidError.CHANNEL_BUSY)
     assert await host.call(BROADCAST_CID, Cmd.INIT, bytes(8)) == error(HidError.CHANNEL_BUSY)
     host.write(a, Cmd.PING, b"x")  # same channel, command still running
@@ -398,14 +404,15 @@ async def test_channel_busy_during_reassembly_and_processing() -> None:
 
 
 async def test_shared_lock_serialises_two_engines() -> None:
-    lock = asyncio.Lock()
+    lock = WatchedLock()
     one, two = Host(lock=lock), Host(lock=lock)
     cid1, cid2 = await one.init(), await two.init()
     order: list[str] = []
-    gate = asyncio.Event()
+    started, gate = asyncio.Event(), asyncio.Event()
 
     async def first(request: bytes, ctx: CommandContext) -> bytes:
         order.append("first-start")
+        started.set()
         await gate.wait()
         order.append("first-end")
         return b"\x00"
@@ -416,10 +423,11 @@ async def test_shared_lock_serialises_two_engines() -> None:
 
     one.handler.script, two.handler.script = first, second
     one.write(cid1, Cmd.CBOR, b"\x01")
-    await asyncio.sleep(0.01)
+    await asyncio.wait_for(started.wait(), 5)
     two.write(cid2, Cmd.CBOR, b"\x01")
-    await asyncio.sleep(0.15)
+    await asyncio.wait_for(lock.contended.wait(), 5)  # the second command waits its turn
     assert order == ["first-start"]
+    two.clock.advance(two.engine.keepalive_interval)
     _, _, ka = await two.read()
     assert ka == bytes([KeepaliveStatus.PROCESSING])  # queued behind the other transport
     gate.set()
@@ -468,17 +476,20 @@ async def test_keepalive_upneeded_then_cancel_returns_handler_result() -> None:
         return b"\x2d"  # CTAP2_ERR_KEEPALIVE_CANCEL
 
     host.handler.script = wait_for_touch
-    loop = asyncio.get_running_loop()
     host.write(cid, Cmd.CBOR, b"\x01\xa0")
-    await started.wait()
-    stamps = []
-    for _ in range(4):
-        rcid, cmd, data = await host.read()
-        assert (rcid, cmd, data) == (cid, Cmd.KEEPALIVE, bytes([KeepaliveStatus.UPNEEDED]))
-        stamps.append(loop.time())
-    # The periodic beat is ~100 ms; only a lower bound is asserted (slow CI must not fail it).
-    gaps = [b - a for a, b in itertools.pairwise(stamps[1:])]
-    assert min(gaps) >= 0.08
+    written = host.clock.now
+    await asyncio.wait_for(started.wait(), 5)
+    for _ in range(45):
+        host.clock.advance(0.01)
+    beats = [(t, r) for t, r in host.sent_at if r[4] == 0x80 | Cmd.KEEPALIVE]
+    for _, report in beats:
+        assert report[:8] == struct.pack(
+            ">IBHB", cid, 0x80 | Cmd.KEEPALIVE, 1, KeepaliveStatus.UPNEEDED
+        )
+    # told at once (the client prompts "touch your key"), then every 100 ms (fake time)
+    stamps = [t - written for t, _ in beats]
+    assert stamps == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+    host.sent_at.clear()
     host.write(cid, Cmd.CANCEL)
     msg = await host.response()
     assert msg == (cid, Cmd.CBOR, b"\x2d")
@@ -496,6 +507,9 @@ async def test_processing_keepalive_before_any_status() -> None:
 
     host.handler.script = slow
     host.write(cid, Cmd.CBOR, b"\x01")
+    host.clock.advance(0.09)
+    host.assert_silent()
+    host.clock.advance(0.02)
     assert await host.read() == (cid, Cmd.KEEPALIVE, bytes([KeepaliveStatus.PROCESSING]))
     gate.set()
     msg = await host.response()
@@ -512,19 +526,19 @@ async def test_cancel_is_silent_and_ignored_elsewhere() -> None:
     host.assert_silent()
 
     seen: list[CommandContext] = []
-    gate = asyncio.Event()
+    started, gate = asyncio.Event(), asyncio.Event()
 
     async def slow(request: bytes, ctx: CommandContext) -> bytes:
         seen.append(ctx)
+        started.set()
         await gate.wait()
         return b"\x00"
 
     host.handler.script = slow
     host.write(a, Cmd.CBOR, b"\x01")
-    await asyncio.sleep(0)
+    await asyncio.wait_for(started.wait(), 5)
     host.write(b, Cmd.CANCEL)  # not the running channel
-    await asyncio.sleep(0)
-    assert not seen[0].cancel.is_set()
+    assert not seen[0].cancel.is_set()  # CANCEL acts synchronously in feed(), or not at all
     assert seen[0].channel == a and seen[0].transport == "usb"
     gate.set()
     msg = await host.response()
@@ -534,19 +548,22 @@ async def test_cancel_is_silent_and_ignored_elsewhere() -> None:
 async def test_resync_during_command_cancels_and_drops_late_response() -> None:
     host = Host()
     cid = await host.init()
-    finished = asyncio.Event()
+    started, finished = asyncio.Event(), asyncio.Event()
 
     async def waits(request: bytes, ctx: CommandContext) -> bytes:
+        started.set()
         await ctx.cancel.wait()
         finished.set()
         return b"\x2d"
 
     host.handler.script = waits
     host.write(cid, Cmd.CBOR, b"\x01")
-    await asyncio.sleep(0)
+    await asyncio.wait_for(started.wait(), 5)
     assert await host.init(cid) == cid
-    await finished.wait()
-    await asyncio.sleep(0.01)
+    # the handler's task runs on to its end in the step that sets ``finished``
+    await asyncio.wait_for(finished.wait(), 5)
+    host.clock.advance(1)
+    host.assert_silent()  # the late response and any keepalive were dropped
     assert await host.call(cid, Cmd.PING, b"x") == (Cmd.PING, b"x")
 
 
@@ -554,17 +571,21 @@ async def test_power_cycle_during_command() -> None:
     host = Host()
     cid = await host.init()
 
+    started, finished = asyncio.Event(), asyncio.Event()
+
     async def waits(request: bytes, ctx: CommandContext) -> bytes:
+        started.set()
         await ctx.cancel.wait()
+        finished.set()
         return b"\x2d"
 
     host.handler.script = waits
     host.write(cid, Cmd.CBOR, b"\x01")
-    await asyncio.sleep(0)
+    await asyncio.wait_for(started.wait(), 5)
     host.engine.power_cycle()
     assert not host.engine.busy
-    await asyncio.sleep(0.01)
-    while not host.out.empty():
-        assert (await host.read())[1] == Cmd.KEEPALIVE
+    await asyncio.wait_for(finished.wait(), 5)
+    host.clock.advance(1)
+    host.assert_silent()  # no keepalive after the power cycle, and the late response dropped
     await host.init()
     await host.engine.aclose()

@@ -180,13 +180,15 @@ def test_uhid_fido_device_listed_by_libfido2(guest) -> None:
     assert "ctaphid-init-ok cid=00000001" in out, out
 
 
+# A hang guard, not a measurement: a harness that waits for the guest instead of killing it
+# at its timeout would sit out the guest's 600 s sleep and trip this.
+@pytest.mark.timeout(240)
 def test_hung_guest_is_killed_at_timeout(vm: ModuleType) -> None:
-    start = time.monotonic()
     with pytest.raises(vm.GuestTimeout) as excinfo:
         vm.run_in_guest("echo script-started; sleep 600", timeout=15)
-    assert time.monotonic() - start < 25
     assert "timeout" in str(excinfo.value)
     partial = excinfo.value.result
+    assert partial.returncode == -1  # cut off: the script never reported an exit status
     # the output written before the hang is not lost (unless the guest was slow to boot)
     if partial.stage == "script":
         assert "script-started" in partial.log

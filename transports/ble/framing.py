@@ -131,6 +131,10 @@ class Reassembler:
         self._reset()
         return BleFrameError(code)
 
+    def expire(self) -> BleFrameError | None:
+        """The owner's timer ran out: drop the partial message (REQ_TIMEOUT), if there is one."""
+        return self._fail(BleError.REQ_TIMEOUT) if self._cmd is not None else None
+
     def check_timeout(self) -> BleFrameError | None:
         """Call periodically: a partial message idle longer than ``timeout`` is dropped."""
         if self._cmd is not None and self.clock() - self._last > self.timeout:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntFlag
@@ -30,6 +31,7 @@ from transports.ble.framing import (
     error_fragment,
     fragment,
 )
+from transports.timers import CallLater, Timer, loop_call_later
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,7 @@ class _Running:
     cbor: bool
     status: KeepaliveStatus = KeepaliveStatus.PROCESSING
     task: asyncio.Task[None] | None = None
-    keepalive: asyncio.TimerHandle | None = None
+    keepalive: Timer | None = None
 
 
 class BleSession:
@@ -73,7 +75,8 @@ class BleSession:
 
     ``notify`` is called synchronously with each outgoing frame, in order. ``lock`` is shared
     by all transports of one authenticator (one command at a time). ``u2f`` offers the U2F
-    revisions next to FIDO2. Must be used from the event loop thread.
+    revisions next to FIDO2. Must be used from the event loop thread. ``clock`` and
+    ``call_later`` are its only sense of time (tests pass fake ones).
 
     MSG payloads go to ``handle_u2f`` when the client selected only a U2F revision, or when the
     first byte is 0x00 (an ISO 7816 CLA byte; no CTAP2 command is 0x00) and U2F is on; every
@@ -91,6 +94,8 @@ class BleSession:
         keepalive_interval: float = 0.1,
         request_timeout: float = DEFAULT_TIMEOUT,
         transport: str = "ble",
+        clock: Callable[[], float] = time.monotonic,
+        call_later: CallLater = loop_call_later,
     ) -> None:
         self.handler = handler
         self.u2f = u2f
@@ -98,10 +103,12 @@ class BleSession:
         self.request_timeout = request_timeout
         self.transport = transport
         self._notify = notify
+        self._clock = clock
+        self._call_later = call_later
         self._lock = lock if lock is not None else asyncio.Lock()
         self._cpl = clamp_cpl(cpl)
         self._reassembler = self._new_reassembler()
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Timer | None = None
         self._running: _Running | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.selected: Revision | None = None
@@ -210,7 +217,9 @@ class BleSession:
         running.task = loop.create_task(self._run(running, data))
         self._tasks.add(running.task)
         running.task.add_done_callback(self._tasks.discard)
-        running.keepalive = loop.call_later(self.keepalive_interval, self._keepalive, running)
+        running.keepalive = self._call_later(
+            self.keepalive_interval, lambda: self._keepalive(running)
+        )
 
     async def _run(self, running: _Running, data: bytes) -> None:
         try:
@@ -249,8 +258,8 @@ class BleSession:
         if running.keepalive is not None:
             running.keepalive.cancel()
         self._send(BleCommand.KEEPALIVE, bytes([running.status]))
-        running.keepalive = asyncio.get_running_loop().call_later(
-            self.keepalive_interval, self._keepalive, running
+        running.keepalive = self._call_later(
+            self.keepalive_interval, lambda: self._keepalive(running)
         )
 
     def _finish(self, running: _Running) -> None:
@@ -291,10 +300,12 @@ class BleSession:
     # ------------------------------------------------------------------ helpers
 
     def _new_reassembler(self) -> Reassembler:
-        return Reassembler(self._cpl, commands=CLIENT_COMMANDS, timeout=self.request_timeout)
+        return Reassembler(
+            self._cpl, commands=CLIENT_COMMANDS, timeout=self.request_timeout, clock=self._clock
+        )
 
     def _arm(self) -> None:
-        self._timer = asyncio.get_running_loop().call_later(self.request_timeout, self._on_timeout)
+        self._timer = self._call_later(self.request_timeout, self._on_timeout)
 
     def _disarm(self) -> None:
         if self._timer is not None:
@@ -302,13 +313,13 @@ class BleSession:
             self._timer = None
 
     def _on_timeout(self) -> None:
+        # Every write disarms and re-arms this timer, so when it runs the partial message has
+        # been idle for ``request_timeout``. (Asking the reassembler's clock instead re-armed a
+        # whole period whenever the loop fired the timer a hair early.)
         self._timer = None
-        # the reassembler's own clock decides; a write that raced the timer re-armed it
-        error = self._reassembler.check_timeout()
+        error = self._reassembler.expire()
         if error is not None:
             self._send_error(error.code)
-        elif self._reassembler.pending:
-            self._arm()
 
     def _send_error(self, code: BleError) -> None:
         self._emit(error_fragment(code))

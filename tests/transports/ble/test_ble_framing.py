@@ -167,6 +167,7 @@ cpls = st.integers(MIN_CONTROL_POINT_LENGTH, MAX_CONTROL_POINT_LENGTH)
 commands = st.sampled_from([BleCommand.PING, BleCommand.MSG, BleCommand.CANCEL])
 
 
+@settings(deadline=None)  # hypothesis' per-example deadline is a timed assertion
 @given(cpl=cpls, cmd=commands, data=st.binary(max_size=3000))
 def test_round_trip(cpl: int, cmd: int, data: bytes) -> None:
     data = data[: max_message_len(cpl)]
@@ -184,7 +185,7 @@ def _assert_recovers(r: Reassembler, cpl: int) -> None:
     assert results[-1] == BleMessage(BleCommand.MSG, probe)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(cpl=cpls, junk=st.lists(st.binary(max_size=600), max_size=20))
 def test_random_fragments_never_raise_and_never_stick(cpl: int, junk: list[bytes]) -> None:
     r = Reassembler(cpl, commands=CLIENT_COMMANDS)
@@ -196,7 +197,7 @@ def test_random_fragments_never_raise_and_never_stick(cpl: int, junk: list[bytes
     _assert_recovers(r, cpl)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(cpl=cpls, data=st.binary(min_size=1, max_size=4000), cut=st.integers(0, 200))
 def test_truncated_message_then_valid(cpl: int, data: bytes, cut: int) -> None:
     frames = fragment(BleCommand.MSG, data[: max_message_len(cpl)], cpl)
@@ -206,7 +207,7 @@ def test_truncated_message_then_valid(cpl: int, data: bytes, cut: int) -> None:
     _assert_recovers(r, cpl)  # a fresh initial fragment abandons the truncated one
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(data=st.binary(min_size=60, max_size=2000), seed=st.randoms(use_true_random=False))
 def test_out_of_order_fragments(data: bytes, seed: Any) -> None:
     cpl = MIN_CONTROL_POINT_LENGTH

@@ -53,11 +53,11 @@ async def test_writes_reach_the_session_and_answers_are_notified() -> None:
 
 
 async def test_stop_notify_resets_the_link() -> None:
-    t, status = make(keepalive_interval=0.01)
+    t, status = make()
     t.session.write_revision(b"\x20")
     t._write_control_point(bytes([BleCommand.MSG, 0, 1, 0xAA]), {})  # waits for a touch
-    await asyncio.sleep(0.03)
-    assert t.session.busy and status.sent
+    await asyncio.wait_for(t.session.handler.waiting.wait(), 5)  # type: ignore[attr-defined]
+    assert t.session.busy and status.sent  # the UPNEEDED keepalive
     t._on_notify_state(False)
     assert not t.session.busy and t.session.selected is None
     t.power_cycle()

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from authenticator.core.ports import CommandContext, KeepaliveStatus
+from tests.transports.timing import FakeTime, WatchedLock
 from transports.ble.framing import BleCommand, BleError, Reassembler, error_fragment, fragment
 from transports.ble.session import BleSession, Revision, cpl_for_mtu
 
@@ -16,6 +17,8 @@ class FakeHandler:
 
     def __init__(self) -> None:
         self.touch = asyncio.Event()
+        self.waiting = asyncio.Event()  # a 0xAA request is waiting for the touch
+        self.returned = asyncio.Event()  # ... and has returned
         self.cbor: list[bytes] = []
         self.u2f: list[bytes] = []
         self.power_cycles = 0
@@ -25,12 +28,14 @@ class FakeHandler:
         self.cbor.append(request)
         if request[:1] == b"\xaa":
             ctx.status(KeepaliveStatus.UPNEEDED)
+            self.waiting.set()
             touch = asyncio.ensure_future(self.touch.wait())
             cancel = asyncio.ensure_future(ctx.cancel.wait())
             await asyncio.wait({touch, cancel}, return_when=asyncio.FIRST_COMPLETED)
             touch.cancel()
             cancel.cancel()
             ctx.status(KeepaliveStatus.PROCESSING)
+            self.returned.set()
             if ctx.cancel.is_set():
                 return b"\x2d"  # CTAP2_ERR_KEEPALIVE_CANCEL
         return b"\x00" + request
@@ -47,12 +52,26 @@ class FakeHandler:
 
 
 class Link:
-    """A session plus the client's view: everything notified, reassembled into messages."""
+    """A session plus the client's view: everything notified, reassembled into messages.
+
+    The session runs on fake time (``link.time.advance``); ``sent_at`` has the fake time of
+    every notification.
+    """
 
     def __init__(self, cpl: int = 20, **kw: object) -> None:
         self.handler = FakeHandler()
+        self.time = FakeTime()
         self.frames: list[bytes] = []
-        self.session = BleSession(self.handler, self.frames.append, cpl=cpl, **kw)  # type: ignore[arg-type]
+        self.sent_at: list[tuple[float, bytes]] = []
+        self.arrived = asyncio.Event()
+        kw.setdefault("clock", self.time)
+        kw.setdefault("call_later", self.time.call_later)
+        self.session = BleSession(self.handler, self._notify, cpl=cpl, **kw)  # type: ignore[arg-type]
+
+    def _notify(self, frame: bytes) -> None:
+        self.frames.append(frame)
+        self.sent_at.append((self.time.now, frame))
+        self.arrived.set()
 
     def send(self, cmd: int, data: bytes) -> None:
         for f in fragment(cmd, data, self.session.cpl):
@@ -68,14 +87,25 @@ class Link:
                 out.append((m.cmd, m.data))  # type: ignore[union-attr]
         return out
 
-    async def response(self, timeout: float = 2.0) -> tuple[int, bytes]:
+    async def response(self, timeout: float = 5.0) -> tuple[int, bytes]:
         """Wait for the first non-keepalive message."""
-        async with asyncio.timeout(timeout):
+        final = await self.wait_for(lambda m: m[0] != BleCommand.KEEPALIVE, timeout)
+        return final
+
+    async def wait_for(self, match: object, timeout: float = 5.0) -> tuple[int, bytes]:
+        """The first message ``match`` accepts (a predicate or an equal tuple), once it is sent."""
+        accept = match if callable(match) else match.__eq__
+        async with asyncio.timeout(timeout):  # a guard against a hang, not a measurement
             while True:
-                final = [m for m in self.messages() if m[0] != BleCommand.KEEPALIVE]
-                if final:
-                    return final[0]
-                await asyncio.sleep(0.01)
+                found = [m for m in self.messages() if accept(m)]
+                if found:
+                    return found[0]
+                self.arrived.clear()
+                await self.arrived.wait()
+
+    def keepalives(self) -> list[tuple[float, int]]:
+        """(fake time, status) of every KEEPALIVE notified."""
+        return [(t, f[3]) for t, f in self.sent_at if f[0] == BleCommand.KEEPALIVE]
 
 
 async def test_ping_echo_fragmented_both_ways() -> None:
@@ -129,16 +159,20 @@ def test_revision_bitfield() -> None:
 async def test_keepalive_every_interval_while_waiting_then_cancel() -> None:
     link = Link(keepalive_interval=0.02)
     link.send(BleCommand.MSG, b"\xaa\x01")
-    await asyncio.sleep(0.15)
-    keepalives = [m for m in link.messages() if m[0] == BleCommand.KEEPALIVE]
-    assert keepalives[0] == (BleCommand.KEEPALIVE, bytes([KeepaliveStatus.UPNEEDED]))
-    assert len(keepalives) >= 4  # at once on UPNEEDED, then every 20 ms
+    start = link.time.now
+    await asyncio.wait_for(link.handler.waiting.wait(), 5)
+    for _ in range(21):
+        link.time.advance(0.005)
+    # at once on UPNEEDED (the client prompts "touch your key"), then every 20 ms (fake time)
+    stamps = [t - start for t, _ in link.keepalives()]
+    assert stamps == pytest.approx([0.0, 0.02, 0.04, 0.06, 0.08, 0.1])
+    assert {status for _, status in link.keepalives()} == {KeepaliveStatus.UPNEEDED}
     assert link.session.busy
     link.session.feed(bytes([BleCommand.CANCEL, 0, 0]))
     assert await link.response() == (BleCommand.MSG, b"\x2d")
     assert not link.session.busy
     count = len(link.frames)
-    await asyncio.sleep(0.08)
+    link.time.advance(1)
     assert len(link.frames) == count  # no keepalive after the response
 
 
@@ -153,8 +187,10 @@ async def test_processing_keepalive_for_a_slow_handler() -> None:
 
     link.handler.handle_cbor = slow  # type: ignore[method-assign]
     link.send(BleCommand.MSG, b"\x04")
-    await asyncio.sleep(0.1)
-    assert (BleCommand.KEEPALIVE, bytes([KeepaliveStatus.PROCESSING])) in link.messages()
+    link.time.advance(0.019)
+    assert link.frames == []
+    link.time.advance(0.002)
+    assert link.messages() == [(BleCommand.KEEPALIVE, bytes([KeepaliveStatus.PROCESSING]))]
     gate.set()
     assert await link.response() == (BleCommand.MSG, b"\x00\x04")
 
@@ -162,14 +198,13 @@ async def test_processing_keepalive_for_a_slow_handler() -> None:
 async def test_busy_while_running_and_touch_completes() -> None:
     link = Link(keepalive_interval=0.05)
     link.send(BleCommand.MSG, b"\xaa")
-    await asyncio.sleep(0.01)
+    await asyncio.wait_for(link.handler.waiting.wait(), 5)
     link.frames.clear()
     link.send(BleCommand.PING, b"x")
     assert link.frames == [error_fragment(BleError.BUSY)]
     link.handler.touch.set()
     assert await link.response() == (BleCommand.ERROR, bytes([BleError.BUSY]))
-    await asyncio.sleep(0.05)
-    assert (BleCommand.MSG, b"\x00\xaa") in link.messages()
+    await link.wait_for((BleCommand.MSG, b"\x00\xaa"))
 
 
 async def test_cancel_when_idle_is_ignored() -> None:
@@ -203,19 +238,25 @@ async def test_bad_framing_gets_error_frames(frames: list[bytes], code: BleError
 async def test_request_timeout_mid_message() -> None:
     link = Link(cpl=20, request_timeout=0.05)
     link.session.feed(b"\x81\x00\x40" + bytes(17))
-    await asyncio.sleep(0.2)
+    link.time.advance(0.04)
+    link.session.feed(b"\x00" + bytes(19))  # a live client: the wait starts again
+    link.time.advance(0.04)
+    assert link.frames == []
+    link.time.advance(0.02)
     assert link.frames == [error_fragment(BleError.REQ_TIMEOUT)]
+    link.time.advance(1)
+    assert link.frames == [error_fragment(BleError.REQ_TIMEOUT)]  # once only
 
 
 async def test_power_cycle_and_reset_drop_running_command() -> None:
     link = Link(keepalive_interval=0.02)
     link.send(BleCommand.MSG, b"\xaa")
-    await asyncio.sleep(0.01)
+    await asyncio.wait_for(link.handler.waiting.wait(), 5)
     link.session.power_cycle()
     assert link.handler.power_cycles == 1 and not link.session.busy
-    await asyncio.sleep(0.05)
     count = len(link.frames)
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(link.handler.returned.wait(), 5)  # the core saw the cancel
+    link.time.advance(1)
     assert len(link.frames) == count  # no keepalives, and the late response was dropped
     assert not [m for m in link.messages() if m[0] == BleCommand.MSG]
     await link.session.aclose()
@@ -235,11 +276,12 @@ async def test_cpl_change_and_mtu_rule() -> None:
 
 
 async def test_shared_lock_serializes_with_other_transports() -> None:
-    lock = asyncio.Lock()
+    lock = WatchedLock()
     link = Link(lock=lock, keepalive_interval=0.02)
     await lock.acquire()
     link.send(BleCommand.MSG, b"\x04")
-    await asyncio.sleep(0.08)
+    await asyncio.wait_for(lock.contended.wait(), 5)
+    link.time.advance(0.03)
     assert link.handler.cbor == []  # queued behind the other transport's command
     assert (BleCommand.KEEPALIVE, bytes([KeepaliveStatus.PROCESSING])) in link.messages()
     lock.release()

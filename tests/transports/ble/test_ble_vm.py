@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-# An emulated radio under TCG can drop a pairing or an advert when the host is busy: one
-# fresh guest boot is allowed before the test counts as failed.
-pytestmark = [pytest.mark.vm, pytest.mark.flaky(reruns=1)]
+# No rerun of the whole guest: an emulated radio under TCG is retried only where it is known
+# to stumble, inside the guest -- its set-up (vm_bluez_radio.sh: btvirt + bluetoothd, 3 tries)
+# and connect + pair (vm_ble_central.py: 3 tries, scanning again in between). Any other
+# failure fails the suite.
+pytestmark = pytest.mark.vm
 SCRIPT = Path(__file__).with_name("vm_ble_guest.sh")
 EXPECTED = [
     "btvirt + bluetoothd up",

@@ -13,7 +13,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.http11 import Request, Response
 
-from tests.transports.fake_time import FakeTime, until
+from tests.transports.timing import FakeTime, until
 from transports.hybrid.domains import ROUTING_ID_HEADER, SUBPROTOCOL, connect_url, new_tunnel_url
 from transports.hybrid.linking import (
     CLIENT_PAYLOAD_HEADER,

@@ -1,4 +1,5 @@
-"""Test time without waiting: a fake clock with timers, and a deadline-guarded ``until``.
+"""Ordering without sleeping: a fake clock with timers, ``until`` with a deadline, a lock that
+says when someone waits for it.
 
 Engines take ``clock`` (read the time) and ``call_later`` (arm a timer); :class:`FakeTime`
 is both, and fires due timers only when a test calls :meth:`FakeTime.advance`. So a test says
@@ -63,3 +64,16 @@ async def until(predicate: Callable[[], bool], deadline: float = 5.0) -> None:
     async with asyncio.timeout(deadline):
         while not predicate():
             await asyncio.sleep(0.002)
+
+
+class WatchedLock(asyncio.Lock):
+    """An ``asyncio.Lock`` whose ``contended`` event is set once someone has to wait for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.contended = asyncio.Event()
+
+    async def acquire(self) -> bool:
+        if self.locked():
+            self.contended.set()
+        return await super().acquire()
