@@ -120,6 +120,8 @@ def test_two_client_processes_share_instances_over_two_workers(tmp_path: Path) -
         f"fido-emu: serving 1 instance(s) over udp on ports {p}" for p in (port, port + 1)
     )
     assert "Traceback" not in log
+    # each worker logs its commands like a single `fido-emu run` does
+    assert log.count("getAssertion rp=example.com status=OK") >= 10
 
 
 def test_instances_refuse_interactive_presence(tmp_path: Path) -> None:

@@ -251,6 +251,10 @@ def _worker(args: argparse.Namespace, indices: list[int]) -> None:
     """Entry point of one ``--workers`` process (multiprocessing, spawn)."""
     from authenticator.frontdoor.cli import CliError
 
+    # a spawned process starts with no logging set up: the same format as the parent's
+    logging.basicConfig(
+        level=logging.WARNING - 10 * args.verbose, format="%(asctime)s %(levelname)s %(message)s"
+    )
     _quiet_logging(args)
     try:
         asyncio.run(serve_instances(args, indices))
