@@ -146,6 +146,11 @@ def _qr_from_image(path: str) -> str:
     raise CliError(f"no FIDO:/ QR code found in {path}")
 
 
+# getInfo transports (0x09) of the phone role: reached over hybrid, a phone's own (internal)
+# authenticator, as Android reports it; --set transports=... still wins
+HYBRID_TRANSPORTS = {"transports": ("hybrid", "internal")}
+
+
 def run_scan(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -164,7 +169,7 @@ def run_scan(args: argparse.Namespace) -> int:
         payload = QrPayload.from_url(text.strip())
     except (QrError, ValueError) as e:
         raise CliError(f"not a valid hybrid QR code: {e}") from e
-    auth = make_authenticator(args)
+    auth = make_authenticator(args, defaults=HYBRID_TRANSPORTS)
     linking = None
     if args.link:
         from transports.hybrid.linking import LinkStore
@@ -240,7 +245,7 @@ def run_serve_linked(args: argparse.Namespace) -> int:
         from transports.hybrid.linking import LinkStore
     except ImportError as e:
         raise CliError(f"the hybrid extra is not installed ({e.name})") from e
-    auth = make_authenticator(args)
+    auth = make_authenticator(args, defaults=HYBRID_TRANSPORTS)
     try:
         linking = LinkStore(auth).load(create=False)
         if linking is None or not linking.pairing_ids:

@@ -37,5 +37,6 @@ async def test_hybrid_scan_registers_a_passkey(tmp_path):
         response = await asyncio.to_thread(fido.make_credential, options.public_key)
         auth_data = rp.register_complete(state, response)
         assert auth_data.is_backed_up() and auth_data.is_user_verified()
+        assert fido.info.transports == ["hybrid", "internal"]  # what the desktop records
         await asyncio.to_thread(device.close)
         assert await asyncio.wait_for(proc.wait(), 30) == 0

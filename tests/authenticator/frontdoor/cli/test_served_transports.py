@@ -55,3 +55,18 @@ def test_set_transports_still_wins() -> None:
         assert auth.config.transports == ("usb", "nfc")
     finally:
         auth.store.close()
+
+
+def test_hybrid_phone_role_reports_hybrid_even_for_a_security_key_profile() -> None:
+    from authenticator.frontdoor.cli.hybrid import HYBRID_TRANSPORTS
+
+    args = build_parser().parse_args(
+        ["hybrid", "scan", "FIDO:/0", "--store", ":memory:", "--profile", "security-key"]
+    )
+    auth = make_authenticator(args, defaults=HYBRID_TRANSPORTS)
+    dev = InProcessDevice(auth)
+    try:
+        assert Ctap2(dev).get_info().transports == ["hybrid", "internal"]
+    finally:
+        dev.close()
+        auth.store.close()
