@@ -16,7 +16,8 @@
 
 Every WebSocket must offer the ``fido.cable`` subprotocol. The server sees only ciphertext.
 
-Limits (``TunnelServer`` argument, default; docs/tunnel-server.md says why):
+Limits (``TunnelServer`` argument, default). ``fido-emu tunnel-server`` takes each as an option
+named with dashes (``--pair-timeout``), except the last three; docs/tunnel-server.md says why:
 
 - ``pair_timeout`` (60 s): a waiting side (phone on /new, desktop on /contact) that nobody
   joins is closed and its slot freed.

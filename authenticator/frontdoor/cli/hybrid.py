@@ -23,6 +23,32 @@ import sys
 
 from authenticator.frontdoor.cli.common import add_presence_option, add_store_options
 
+#: ``fido-emu tunnel-server`` limit options: (option, type, default, help). Option names map
+#: to ``TunnelServer`` keyword arguments (dashes to underscores).
+TUNNEL_LIMITS: list[tuple[str, type, float, str]] = [
+    ("--pair-timeout", float, 60, "seconds a phone (or linked desktop) may wait unpaired"),
+    ("--idle-timeout", float, 300, "seconds a paired tunnel may stay silent"),
+    ("--max-tunnels", int, 256, "open or waiting tunnels in all"),
+    ("--max-tunnels-per-client", int, 16, "open or waiting tunnels per client address/user"),
+    ("--max-contacts", int, 1024, "known linked-phone contact ids in all"),
+    ("--max-contacts-per-client", int, 16, "contact ids per client address/user"),
+    ("--contact-ttl", float, 86400, "seconds a contact id is kept after its phone stopped listening"),
+]
+
+
+def _positive(kind: type) -> object:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its error
+    return parse
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("tunnel-server", help="run a caBLE v2 WebSocket tunnel server")
@@ -30,6 +56,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--port", type=int, default=8080)
     t.add_argument("--tls-cert", help="PEM certificate (serve wss://); plain ws:// without it")
     t.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    # Each limit's default lives in TunnelServer (the help repeats it; docs/tunnel-server.md).
+    for option, kind, default, text in TUNNEL_LIMITS:
+        t.add_argument(
+            option, type=_positive(kind), metavar="N", help=f"{text} (default {default})"
+        )
     t.set_defaults(func=run_tunnel_server)
 
     h = sub.add_parser("hybrid", help="hybrid (caBLE v2) authenticator role")
@@ -121,8 +152,10 @@ def run_tunnel_server(args: argparse.Namespace) -> int:
         scheme = "wss" if context else "ws"
         print(f"tunnel server listening on {scheme}://{args.host}:{server.port}", file=sys.stderr, flush=True)
 
+    names = [option[2:].replace("-", "_") for option, *_ in TUNNEL_LIMITS]
+    limits = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     try:
-        asyncio.run(serve(args.host, args.port, ssl=context, ready=ready))
+        asyncio.run(serve(args.host, args.port, ssl=context, ready=ready, **limits))
     except OSError as e:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {e.strerror}") from e
     return 0

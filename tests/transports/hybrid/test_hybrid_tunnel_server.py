@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
 import os
+import sys
 from typing import Any
 
 import pytest
@@ -308,3 +310,31 @@ async def test_client_key_names_the_local_user_on_loopback() -> None:
         keys = {default_client_key(c) for c in server._server.connections}  # type: ignore[union-attr]
         assert keys == {("127.0.0.1", os.getuid())}
         await ws.close()
+
+
+def test_cli_limit_options_match_the_server_defaults() -> None:
+    from authenticator.frontdoor.cli.hybrid import TUNNEL_LIMITS
+
+    defaults = {name: p.default for name, p in inspect.signature(TunnelServer).parameters.items()}
+    for option, kind, default, _ in TUNNEL_LIMITS:
+        name = option[2:].replace("-", "_")
+        assert defaults[name] == default and isinstance(defaults[name], kind), option
+
+
+async def test_cli_passes_the_limits_to_the_server() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "authenticator.frontdoor.cli", "tunnel-server", "--port", "0",
+        "--max-tunnels-per-client", "1",
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        line = (await asyncio.wait_for(proc.stderr.readline(), 60)).decode()
+        assert "listening on ws://127.0.0.1:" in line, line
+        base = line.split("listening on ", 1)[1].strip()
+        first = await open_tunnel(new_tunnel_url(base, os.urandom(16)))
+        assert await _status(new_tunnel_url(base, os.urandom(16))) == 503
+        await first.close()
+    finally:
+        proc.terminate()
+        await proc.wait()
