@@ -268,6 +268,7 @@ class PageBridge:
         # Playwright's sync API runs binding calls only while the test thread is inside a
         # Playwright call: waits then "pump" with a browser round trip instead of blocking.
         self.pump: Callable[[], None] | None = None
+        self._on_close: list[Callable[[], None]] = []  # channels detach themselves
 
     # -- what the page sees ----------------------------------------------------------------
 
@@ -661,6 +662,14 @@ class PageBridge:
         return found[0]
 
     def close(self) -> None:
+        """Detach from the browser (BiDi: the preload script and the channel) and stop the
+        in-process device. Pages loaded afterwards see the browser's own WebAuthn."""
+        hooks, self._on_close = self._on_close, []
+        for hook in reversed(hooks):
+            try:
+                hook()
+            except Exception:  # the browser may already be gone
+                pass
         self.device.close()
 
 
@@ -859,6 +868,15 @@ class BidiChannel:
         if contexts:
             params["contexts"] = contexts
         self.script_id = self.link.send("script.addPreloadScript", params).get("script")
+        self.bridge._on_close.append(self.detach)
+
+    def detach(self) -> None:
+        callbacks = self.link.connection.callbacks.get("script.message", [])
+        if self._on_message in callbacks:
+            callbacks.remove(self._on_message)
+        if self.script_id is not None:
+            self.link.send("script.removePreloadScript", {"script": self.script_id})
+            self.script_id = None
 
     def _on_message(self, params: dict[str, Any]) -> None:
         if params.get("channel") != self.channel:
@@ -1026,6 +1044,11 @@ class FirefoxBidi:
             "browsingContext.navigate",
             {"context": context or self.context, "url": url, "wait": "complete"},
         )
+
+    def frames(self, context: str | None = None) -> list[str]:
+        """The child browsing contexts (iframes) of a page, in document order."""
+        tree = self.link.send("browsingContext.getTree", {"root": context or self.context})
+        return [c["context"] for c in tree["contexts"][0].get("children") or []]
 
     def evaluate(self, expression: str, *, context: str | None = None,
                  user_activation: bool = True) -> Any:

@@ -290,3 +290,37 @@ def cli(*args: str, input: str | None = None):
         [sys.executable, "-m", "authenticator.frontdoor.cli", *args],
         input=input, capture_output=True, text=True, timeout=120,
     )
+
+
+FRAME = """<!doctype html><meta charset="utf-8"><body>
+<button id="make">Create</button> <button id="use">Sign in</button>
+<script>
+const pk = {rp: {name: 'frames', id: 'localhost'}, user: {id: new Uint8Array([7]), name: 'f',
+  displayName: 'F'}, challenge: new Uint8Array(16), pubKeyCredParams: [{type: 'public-key', alg: -7}],
+  authenticatorSelection: {residentKey: 'required'}};
+async function outcome(p) {
+  try {
+    const c = await p;
+    return {ok: true, clientData: JSON.parse(new TextDecoder().decode(c.response.clientDataJSON))};
+  } catch (e) { return {error: e.name, message: e.message}; }
+}
+const show = async (p) => { document.body.dataset.result = JSON.stringify(await outcome(p)); };
+document.getElementById('make').onclick = () => show(navigator.credentials.create({publicKey: pk}));
+document.getElementById('use').onclick = () => show(navigator.credentials.get(
+  {publicKey: {challenge: new Uint8Array(16), rpId: 'localhost'}}));
+</script></body>"""
+
+
+def cross_origin_servers(bundle: Path) -> tuple[Server, Server]:
+    """(top, frame): two origins on localhost; the top pages embed the frame page with and
+    without the WebAuthn permission policy, and same-origin."""
+    frame = Server(None, bundle, {"/frame": FRAME})
+    src = frame.url + "/frame"
+    top = Server(None, bundle, {
+        "/allow": f'<iframe src="{src}" allow="publickey-credentials-create; '
+                  f'publickey-credentials-get"></iframe>',
+        "/deny": f'<iframe src="{src}"></iframe>',
+        "/same": '<iframe src="/frame"></iframe>',
+        "/frame": FRAME,
+    })
+    return top, frame

@@ -6,39 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from swa_rp import Server
-
-FRAME = """<!doctype html><meta charset="utf-8"><body>
-<button id="make">Create</button> <button id="use">Sign in</button>
-<script>
-const pk = {rp: {name: 'frames', id: 'localhost'}, user: {id: new Uint8Array([7]), name: 'f',
-  displayName: 'F'}, challenge: new Uint8Array(16), pubKeyCredParams: [{type: 'public-key', alg: -7}],
-  authenticatorSelection: {residentKey: 'required'}};
-async function outcome(p) {
-  try {
-    const c = await p;
-    return {ok: true, clientData: JSON.parse(new TextDecoder().decode(c.response.clientDataJSON))};
-  } catch (e) { return {error: e.name, message: e.message}; }
-}
-const show = async (p) => { document.body.dataset.result = JSON.stringify(await outcome(p)); };
-document.getElementById('make').onclick = () => show(navigator.credentials.create({publicKey: pk}));
-document.getElementById('use').onclick = () => show(navigator.credentials.get(
-  {publicKey: {challenge: new Uint8Array(16), rpId: 'localhost'}}));
-</script></body>"""
+from swa_rp import cross_origin_servers
 
 
 @pytest.fixture
 def origins(swa_bundle):
-    """(top, frame): two origins on localhost; the top page embeds the frame twice."""
-    frame = Server(None, swa_bundle, {"/frame": FRAME})
-    src = frame.url + "/frame"
-    top = Server(None, swa_bundle, {
-        "/allow": f'<iframe src="{src}" allow="publickey-credentials-create; '
-                  f'publickey-credentials-get"></iframe>',
-        "/deny": f'<iframe src="{src}"></iframe>',
-        "/same": '<iframe src="/frame"></iframe>',
-        "/frame": FRAME,
-    })
+    top, frame = cross_origin_servers(swa_bundle)
     yield top, frame
     top.close()
     frame.close()
