@@ -17,7 +17,10 @@ Rules every implementation keeps (``tests/storage/contract.py`` checks them):
   committed write, this handle's own or another process's. A caller that caches anything
   derived from the store (settings, PIN state, device keys) drops that cache when the
   generation changes; :meth:`CredentialStore.device_secret` is always the current secret
-  (after another process ran ``wipe``, the new one).
+  (after another process ran ``wipe``, the new one). A store may also offer
+  ``command_begin()`` / ``command_end()`` (the core calls them around each command when
+  present): then it checks for other processes' writes once per command instead of on
+  every call.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from authenticator.core import Authenticator, keys
 from authenticator.core.credentials import Credential
 from authenticator.core.params import encode
-from storage.base import CredentialRecord
+from storage.base import CredentialRecord, check_counter
 
 SyncSend = Callable[[str, dict[str, Any]], dict[str, Any]]
 AsyncSend = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -151,6 +151,8 @@ def apply_export(auth: Authenticator, credentials: list[dict[str, Any]]) -> Expo
     stored records (Chromium's id kept, key sealed under our device key), known ones only
     move their counter forward. Counters never go back here."""
     result = ExportResult()
+    for c in credentials:  # refuse a bad counter before anything is written
+        check_counter(int(c.get("signCount") or 0))
     for c in credentials:
         cred_id = _unb64(c["credentialId"])
         rp_id = c.get("rpId") or ""

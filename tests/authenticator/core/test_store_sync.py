@@ -87,3 +87,32 @@ def test_d4_an_out_of_range_counter_import_changes_nothing(tmp_path):
     assert isinstance(err.value, CounterRangeError) and "\n" not in str(err.value)
     auth.store.close()
     assert SqliteStore(path).load_counter(b"cred") == 100
+
+
+def test_d4_an_import_with_a_counter_beyond_32_bits_writes_nothing(tmp_path):
+    """Before: the first credential was stored, then the counter write failed halfway."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from authenticator.rp_testing.cdp_bridge import apply_export
+
+    def cdp(user: bytes, count: int) -> dict:
+        der = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return {
+            "credentialId": base64.b64encode(user * 4).decode(), "rpId": "example.com",
+            "privateKey": base64.b64encode(der).decode(), "userHandle": base64.b64encode(user).decode(),
+            "isResidentCredential": True, "signCount": count,
+        }
+
+    path = tmp_path / "s.db"
+    auth = Authenticator(Config(), SqliteStore(path))
+    with pytest.raises(CounterRangeError):
+        apply_export(auth, [cdp(b"good", 100), cdp(b"huge", 2**63)])
+    assert auth.store.count_discoverable() == 0
+    apply_export(auth, [cdp(b"good", 100)])
+    assert auth.store.count_discoverable() == 1
