@@ -21,7 +21,7 @@ from authenticator.core.counters import GLOBAL_KEY, Counters
 from authenticator.core.credentials import Credential, CredentialSource
 from authenticator.core.errors import ERR, CtapStatusError
 from authenticator.core.faults import Faults
-from authenticator.core.pin_state import PinState
+from authenticator.core.pin_state import STATE_PIN, PinState
 from authenticator.core.ports import CommandContext, KeepaliveStatus
 from authenticator.core.presence import AutoApprove, Presence, PresenceRequest
 from authenticator.core.settings import Settings
@@ -73,6 +73,7 @@ class Device:
         self.settings = Settings.load(self.store, self.config)
         self._clear_volatile()
         self._store_generation = self._generation()
+        self._pin_seen = self.store.get_state(STATE_PIN)
 
     # -- one truth across processes -------------------------------------------------------
     def _generation(self) -> object:
@@ -83,7 +84,8 @@ class Device:
         """Start of a command: one freshness check of the store. When someone else (another
         process sharing it: the CLI, a second `fido-emu run`) wrote since our last command,
         re-read what we derived from it: settings, the attestation batch key and, after a
-        reset elsewhere, the device keys and everything sealed under them."""
+        reset elsewhere, the device keys and everything sealed under them. A PIN set or
+        changed elsewhere ends our pinUvAuthToken, as a change here would."""
         begin = getattr(self.store, "command_begin", None)
         if begin is not None:
             begin()
@@ -96,10 +98,17 @@ class Device:
         self._store_generation = generation
         self.__dict__.pop("_batch_cache", None)
         self.settings = Settings.load(self.store, self.config)
+        pin = self.store.get_state(STATE_PIN)
+        if pin != self._pin_seen:
+            self._pin_seen = pin
+            self.pin.invalidate_tokens()
 
     def store_end(self) -> None:
         """End of a command: our own writes are not news to us."""
-        self._store_generation = self._generation()
+        generation = self._generation()
+        if generation != self._store_generation:
+            self._store_generation = generation
+            self._pin_seen = self.store.get_state(STATE_PIN)
         end = getattr(self.store, "command_end", None)
         if end is not None:
             end()

@@ -116,3 +116,33 @@ def test_d4_an_import_with_a_counter_beyond_32_bits_writes_nothing(tmp_path):
     assert auth.store.count_discoverable() == 0
     apply_export(auth, [cdp(b"good", 100)])
     assert auth.store.count_discoverable() == 1
+
+
+def test_a_pin_changed_by_the_cli_ends_the_running_servers_token(tmp_path):
+    from fido2.ctap import CtapError
+    from fido2.ctap2 import Ctap2
+    from fido2.ctap2.credman import CredentialManagement
+    from fido2.ctap2.pin import ClientPin
+
+    from transports.inprocess import InProcessDevice
+
+    path = tmp_path / "s.db"
+    server = Authenticator(Config(), SqliteStore(path))
+    dev = InProcessDevice(server)
+    ctap = Ctap2(dev)
+    client_pin = ClientPin(ctap)
+    client_pin.set_pin("123456")
+    token = client_pin.get_pin_token("123456", ClientPin.PERMISSION.CREDENTIAL_MGMT)
+    credman = CredentialManagement(ctap, client_pin.protocol, token)
+    assert credman.get_metadata()[1] == 0  # the token works
+
+    done = cli("pin", "change", "--store", str(path), "--pin", "123456", "--new-pin", "654321")
+    assert done.returncode == 0, done.stderr
+
+    with pytest.raises(CtapError) as err:
+        credman.get_metadata()
+    assert err.value.code == CtapError.ERR.PIN_AUTH_INVALID
+    # getPinToken writes (retries back to 8): our own writes do not end the new token
+    token = client_pin.get_pin_token("654321", ClientPin.PERMISSION.CREDENTIAL_MGMT)
+    assert CredentialManagement(ctap, client_pin.protocol, token).get_metadata()[1] == 0
+    dev.close()
