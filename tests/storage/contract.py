@@ -118,6 +118,18 @@ def _incrementer(spec: tuple, n: int, start) -> None:
     store.close()
 
 
+def _writer_until_killed(spec: tuple, conn) -> None:
+    """Writes forever, reporting each write once it returned (then it must be durable)."""
+    store = open_spec(spec)
+    i = 0
+    while True:
+        i += 1
+        rec = record("kill.example", b"u%d" % (i % 7), created=float(i))
+        store.put_credential(rec)
+        store.store_counter(b"c", i * 10)
+        conn.send((i, rec.credential_id))
+
+
 class StoreContract:
     """Tests every store must pass. Needs a ``store_factory`` fixture."""
 
@@ -506,3 +518,28 @@ class StoreContract:
         assert {s.rp_id: s.count for s in store.list_rps()} == per_rp
         assert store.count_rps() == len(per_rp)
         assert store.load_counter(b"shared") == max(seed * 1000 + 39 for seed in range(1, 5))
+
+    def test_sigkill_loses_no_acknowledged_write(self, store_factory):
+        if store_factory.spec is None:
+            pytest.skip(f"{store_factory.name} lives in one process")
+        import signal
+
+        store_factory.open()
+        ctx = multiprocessing.get_context("spawn")
+        for target in (5, 40):
+            ours, theirs = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_writer_until_killed, args=(store_factory.spec, theirs))
+            proc.start()
+            acked = [ours.recv() for _ in range(target)]
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.join()
+            store = store_factory.open()
+            last, _ = acked[-1]
+            assert store.load_counter(b"c") >= last * 10  # never below an acknowledged lease
+            # each user's newest acknowledged credential (or a later one) is there, counted
+            creds = store.credentials_for_rp(rp_hash("kill.example"))
+            by_user = {r.user_id: r for r in creds}
+            newest = {b"u%d" % (i % 7): i for i, _ in acked}
+            for user, i in newest.items():
+                assert user in by_user and by_user[user].created >= i, "acknowledged write lost"
+            assert store.count_discoverable() == len(creds) <= 7
