@@ -171,3 +171,24 @@ def test_signals_hide_restore_and_rename_in_the_store(page, fido_bridge):
     assert rejection(page, "PublicKeyCredential.signalUnknownCredential({rpId: 'localhost',"
                            " credentialId: 'not base64!'})").startswith("TypeError/TypeError")
     assert store.count_discoverable() == 1
+
+
+def test_timeout_rejects_the_page_and_records_a_cancel(fido_chromium, fido_authenticator, swa_server):
+    """A slow authenticator (``delay=`` fault) outlasts the RP's timeout: the page gets the
+    browser's NotAllowedError, the bridge records the cancel it sent."""
+    from authenticator.rp_testing.page_bridge import attach_playwright
+
+    context = fido_chromium.new_context()
+    bridge = attach_playwright(context, fido_authenticator, min_timeout_ms=0)  # no 10 s clamp
+    try:
+        page = context.new_page()
+        page.goto(swa_server.url + "/")
+        bridge.faults.arm("delay=1")
+        out = rejection(page, "navigator.credentials.get({publicKey: {challenge: new Uint8Array(16),"
+                              " rpId: 'localhost', timeout: 1}})")
+        assert out.startswith("DOMException/NotAllowedError"), out
+        cancel = bridge.wait_for_event(lambda e: e.kind == "cancel")
+        assert cancel.error == "timeout" and cancel.origin == swa_server.url
+    finally:
+        context.close()
+        bridge.close()
