@@ -352,9 +352,10 @@ def test_magic_reboot_report_is_64_bytes() -> None:
 
 async def test_real_core_make_credential_and_get_assertion_over_udp() -> None:
     """The lead's core behind our UDP transport, driven by python-fido2's Ctap2."""
-    core = pytest.importorskip("authenticator.core")
     from fido2.ctap2 import Ctap2
     from fido2.ctap2.base import AttestationResponse
+
+    from authenticator import core
 
     transport = UdpTransport(core.Authenticator(), listen=(LOOPBACK, 0))
     await transport.start()

@@ -139,7 +139,7 @@ def test_attestation_init_and_metadata(capsys, store: Path, tmp_path: Path) -> N
 
 
 def test_udp_device(capsys, store: Path) -> None:
-    udp = pytest.importorskip("transports.udp")
+    from transports import udp
     auth = Authenticator()
     loop = LoopThread()
     transport = udp.UdpTransport(auth, listen=("127.0.0.1", 0), reply_to=None)
