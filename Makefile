@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench vm clean conformance
+.PHONY: demo test lint bench mutation vm clean conformance
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python tools/bench/run.py
+
+# Not part of `make test`: the nine known breakages must each turn the tests red, then a
+# bounded, sampled mutmut run prints the score per package (docs/testing.md).
+mutation: $(STAMP)
+	nice -n 10 $(BIN)/python tools/mutation/breakages.py
+	nice -n 10 $(BIN)/python tools/mutation/run.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .conformance

@@ -92,11 +92,14 @@ def test_pin_blocked_at_zero(make_auth) -> None:
     dev = InProcessDevice(auth)
     ctap = Ctap2(dev)
     ClientPin(ctap).set_pin(PIN)
-    for attempt in range(4):
+    expected = [ERR.PIN_INVALID, ERR.PIN_INVALID, ERR.PIN_AUTH_BLOCKED, ERR.PIN_BLOCKED]
+    for attempt, status in enumerate(expected):
         if attempt == 3:
             auth.power_cycle()
-        with pytest.raises(CtapError):
+        with pytest.raises(CtapError) as e:
             ClientPin(ctap).get_pin_token("0000")
+        assert code(e) == status
+        assert auth.pin.retries == 3 - attempt
     assert auth.pin.retries == 0
     for pin in ("0000", PIN):
         with pytest.raises(CtapError) as e:

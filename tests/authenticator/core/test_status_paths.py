@@ -21,7 +21,7 @@ from fido2.ctap2 import ClientPin, Ctap2
 from fido2.ctap2.pin import PinProtocolV1, PinProtocolV2
 from fido2.hid import CTAPHID
 
-from authenticator import Config
+from authenticator import Authenticator, Config
 from authenticator.core.presence import PresenceRequest
 from tests.authenticator.conftest import Clock
 from transports.inprocess import InProcessDevice
@@ -552,3 +552,65 @@ def test_counter_modes(device, restart, mode: str) -> None:
             assert r.auth_data.counter > max(per[0] if mode != "global" else seen)
     finally:
         dev2.close()
+
+
+# -- fuzz on a lived-in authenticator -------------------------------------------------------
+def _lived_in_store():
+    """A store with a PIN set and a discoverable credential, made once and copied per example."""
+    from storage.memory import MemoryStore
+
+    store = MemoryStore()
+    dev = InProcessDevice(Authenticator(Config(builtin_uv=True), store))
+    try:
+        ctap = Ctap2(dev)
+        ClientPin(ctap).set_pin(PIN)
+        cp = ClientPin(ctap)
+        token = cp.get_pin_token(PIN, P.MAKE_CREDENTIAL, RP_ID)
+        cdh = os.urandom(32)
+        ctap.make_credential(
+            cdh, {"id": RP_ID}, {"id": b"u", "name": "u"}, ES256, options={"rk": True},
+            extensions={"hmac-secret": True, "credBlob": b"blob"},
+            pin_uv_param=cp.protocol.authenticate(token, cdh), pin_uv_protocol=cp.protocol.VERSION,
+        )
+    finally:
+        dev.close()
+    return store
+
+
+
+def _strategies():
+    from hypothesis import strategies as st
+
+    leaf = (
+        st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.binary(max_size=80)
+        | st.text(max_size=12) | st.sampled_from([RP_ID, "public-key", b"", bytes(32)])
+    )
+    return st.recursive(
+        leaf,
+        lambda kids: st.lists(kids, max_size=4)
+        | st.dictionaries(st.integers(-3, 12) | st.text(max_size=8), kids, max_size=6),
+        max_leaves=25,
+    )
+
+
+def test_random_requests_on_a_lived_in_authenticator_never_err_other() -> None:
+    """Every command byte, random CBOR maps, a PIN set, a credential stored, built-in UV on:
+    whatever comes in, the answer is a CTAP status the spec names, never ERR_OTHER."""
+    import copy
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    template = _lived_in_store()
+
+    @settings(max_examples=200, deadline=None, database=None)
+    @given(
+        st.sampled_from([0x01, 0x02, 0x04, 0x06, 0x08, 0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x41]),
+        st.dictionaries(st.integers(0, 12), _strategies(), max_size=8),
+    )
+    def check(cmd: int, params: dict) -> None:
+        auth = Authenticator(Config(builtin_uv=True, presence_timeout=1), copy.deepcopy(template))
+        response = asyncio.run(auth.handle_cbor(bytes([cmd]) + cbor2.dumps(params)))
+        assert response[0] != ERR.OTHER, (hex(cmd), params)
+
+    check()
