@@ -785,6 +785,21 @@ async def attach_playwright_async(
     return bridge
 
 
+def attach(target: Any, authenticator: Authenticator | None = None, **kw: Any) -> Any:
+    """Whichever driver ``target`` belongs to: a Playwright sync page/context (returns the
+    bridge), a Playwright async one (returns an awaitable of it), a Selenium driver."""
+    import inspect
+
+    if hasattr(target, "execute_script") and hasattr(target, "session_id"):
+        return attach_selenium(target, authenticator, **kw)
+    if inspect.iscoroutinefunction(getattr(target, "expose_binding", None)):
+        return attach_playwright_async(target, authenticator, **kw)
+    if hasattr(target, "expose_binding"):
+        return attach_playwright(target, authenticator, **kw)
+    raise TypeError(f"cannot bridge a {type(target).__name__}: give a Playwright page or "
+                    "context, or a Selenium driver started with enable_bidi")
+
+
 def _need(authenticator: Authenticator | None) -> Authenticator:
     if authenticator is None:
         raise TypeError("give an authenticator or a bridge")

@@ -19,6 +19,10 @@ Fixtures:
   our AAGUID, attestation, counters and faults, no kernel needed.
 * ``fido_bridge`` - that page's :class:`~authenticator.rp_testing.page_bridge.PageBridge`
   (``.events``, ``.signals``, ``.faults.arm(...)``, ``.choose(user_name=...)`` for autofill).
+* ``fido_page_bridge`` - a factory for your own browsers: ``fido_page_bridge(target)`` bridges
+  a Playwright sync page/context, an async one (``await fido_page_bridge(page)``) or a
+  Selenium driver started with ``options.enable_bidi = True``, to ``fido_authenticator``;
+  closed at teardown. Attach before the first navigation.
 
 Helpers for your own browser fixtures: :func:`attach_passkeys` (Playwright sync page, e.g.
 pytest-playwright's ``page``), :func:`attach_passkeys_async` (Playwright async page) and
@@ -218,3 +222,27 @@ def fido_page(_fido_bridged):
 @pytest.fixture
 def fido_bridge(_fido_bridged):
     return _fido_bridged[1]
+
+
+@pytest.fixture
+def fido_page_bridge(fido_authenticator):
+    from authenticator.rp_testing.page_bridge import attach
+
+    bridges: list[Any] = []
+
+    def factory(target: Any, **kw: Any):
+        out = attach(target, fido_authenticator, **kw)
+        if not hasattr(out, "__await__"):
+            bridges.append(out)
+            return out
+
+        async def attached():
+            bridge = await out
+            bridges.append(bridge)
+            return bridge
+
+        return attached()
+
+    yield factory
+    for bridge in bridges:
+        bridge.close()

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from authenticator.rp_testing.page_bridge import attach_playwright_async, attach_selenium
+from authenticator.rp_testing.page_bridge import attach_selenium
 from authenticator.rp_testing.pytest_plugin import (
     CHROMIUM_ARGS,
     browser_unavailable,
@@ -47,21 +47,26 @@ def run_in_page(driver, expression: str, timeout: float = 30) -> dict:
     return WebDriverWait(driver, timeout).until(lambda d: d.execute_script("return window.__out"))
 
 
-def test_selenium_chromium_over_bidi(bidi_driver, fido_authenticator, swa_server):
+def test_selenium_chromium_over_bidi(bidi_driver, fido_page_bridge, swa_server):
+    bridge = fido_page_bridge(bidi_driver)  # the plugin's factory: attach_selenium here
+    bidi_driver.get(swa_server.url + "/")
+    reg = run_in_page(bidi_driver, "rp.register('sam')")
+    assert reg.get("verified") and reg["fmt"] == "packed", reg
+    got = run_in_page(bidi_driver, "rp.login('')")
+    assert got.get("verified") and got["username"] == "sam", got
+    assert [e.kind for e in bridge.events] == ["create", "get"]
+    assert bridge.events[0].origin == swa_server.url
+
+
+def test_selenium_direct_attach_and_detach(bidi_driver, fido_authenticator, swa_server):
     bridge = attach_selenium(bidi_driver, fido_authenticator)
-    try:
-        bidi_driver.get(swa_server.url + "/")
-        reg = run_in_page(bidi_driver, "rp.register('sam')")
-        assert reg.get("verified") and reg["fmt"] == "packed", reg
-        got = run_in_page(bidi_driver, "rp.login('')")
-        assert got.get("verified") and got["username"] == "sam", got
-        assert [e.kind for e in bridge.events] == ["create", "get"]
-        assert bridge.events[0].origin == swa_server.url
-    finally:
-        bridge.close()
+    bridge.close()  # detached: later pages get the browser's own WebAuthn again
+    bidi_driver.get(swa_server.url + "/")
+    assert bidi_driver.execute_script(
+        "return String(navigator.credentials.create).includes('[native code]')")
 
 
-async def test_playwright_async_register_and_autofill(fido_authenticator, swa_server):
+async def test_playwright_async_register_and_autofill(fido_page_bridge, swa_server):
     executable = chromium_executable()
     try:
         from playwright.async_api import async_playwright
@@ -71,7 +76,7 @@ async def test_playwright_async_register_and_autofill(fido_authenticator, swa_se
         browser = await pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
             page = await browser.new_page()
-            bridge = await attach_playwright_async(page, fido_authenticator)
+            bridge = await fido_page_bridge(page)  # attach_playwright_async here
             await page.goto(swa_server.url + "/")
             reg = await page.evaluate("rp.register('tina')")
             assert reg.get("verified"), reg
@@ -81,4 +86,3 @@ async def test_playwright_async_register_and_autofill(fido_authenticator, swa_se
             assert got.get("verified") and got["username"] == "tina", got
         finally:
             await browser.close()
-    bridge.close()
