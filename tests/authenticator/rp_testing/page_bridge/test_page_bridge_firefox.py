@@ -76,6 +76,14 @@ def test_firefox_cross_origin_iframe(firefox, ff_bridge, swa_bundle):
             assert out["clientData"]["crossOrigin"] is True
             assert out["clientData"]["topOrigin"] == top.url
             assert out["clientData"]["origin"] == frame.url
+        # without transient user activation, a cross-origin create() is refused (as Chromium)
+        firefox.navigate(top.url + "/allow")
+        (child,) = firefox.frames()
+        out = json.loads(firefox.evaluate(
+            "outcome(navigator.credentials.create({publicKey: pk})).then(JSON.stringify)",
+            context=child, user_activation=False,
+        ))
+        assert out["error"] == "NotAllowedError" and "activation" in out["message"], out
     finally:
         top.close()
         frame.close()
