@@ -105,7 +105,8 @@ class Authenticator(Device):
                 if cmd not in (0x0A, 0x41):
                     self.cred_mgmt_state = None
                 params = decode_request(request[1:])
-                await self.faults.delay()
+                if self.faults.delay_s:  # no coroutine to await on the common path
+                    await self.faults.delay()
                 result = await handler(self, params, call)
                 if isinstance(result, bytes):  # already canonical CBOR (hot paths)
                     response = b"\x00" + result

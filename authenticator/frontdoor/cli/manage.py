@@ -13,6 +13,7 @@ import base64
 import dataclasses
 import enum
 import getpass
+import hashlib
 import json
 import os
 import sys
@@ -257,12 +258,13 @@ def _manager(ctap: Ctap2, args: argparse.Namespace) -> CredentialManagement:
 
 
 def _all_credentials(cm: CredentialManagement, rp_filter: str | None) -> list[dict]:
+    if rp_filter:  # straight to that RP: no walk over every RP of a large store
+        rps = [(rp_filter, hashlib.sha256(rp_filter.encode()).digest())]
+    else:
+        rps = [(rp[R.RP]["id"], rp[R.RP_ID_HASH]) for rp in cm.enumerate_rps()]
     found = []
-    for rp in cm.enumerate_rps():
-        rp_id = rp[R.RP]["id"]
-        if rp_filter and rp_id != rp_filter:
-            continue
-        for c in cm.enumerate_creds(rp[R.RP_ID_HASH]):
+    for rp_id, rp_hash in rps:
+        for c in cm.enumerate_creds(rp_hash):
             user = c[R.USER]
             found.append(
                 {

@@ -83,6 +83,15 @@ def test_credentials(capsys, store: Path, tmp_path: Path, monkeypatch) -> None:
     creds = json.loads(out)
     assert {c["user_name"] for c in creds} == {"alice", "bob"}
     bob = next(c for c in creds if c["user_name"] == "bob")
+    with monkeypatch.context() as m:  # --rp goes straight to that RP: no walk over every RP
+        def no_walk(self):  # type: ignore[no-untyped-def]
+            raise AssertionError("credentials list --rp enumerated every RP")
+
+        m.setattr("fido2.ctap2.CredentialManagement.enumerate_rps", no_walk)
+        status, out, _ = run(capsys, "credentials", "list", "--json", "--rp", "a.example")
+        assert status == 0 and json.loads(out) == creds
+        status, out, _ = run(capsys, "credentials", "list", "--json", "--rp", "nobody.example")
+        assert status == 0 and json.loads(out) == []
 
     assert run(capsys, "credentials", "update", bob["credential_id"], "--name", "robert")[0] == 0
     status, out, _ = run(capsys, "credentials", "list", "--json")
