@@ -8,7 +8,8 @@ jump forward but never back.
 
 from __future__ import annotations
 
-from storage.base import CredentialStore
+from authenticator.core.errors import ERR, CtapStatusError
+from storage.base import COUNTER_MAX, CredentialStore
 
 GLOBAL_KEY = b"\x00global"
 
@@ -54,6 +55,10 @@ class Counters:
     def next(self, key: bytes) -> int:
         self._check_others(key)
         value = self._load(key) + 1
+        if value > COUNTER_MAX:
+            # signCount is 32 bits (WebAuthn §6.1): wrapping to 0 would look like a cloned
+            # key to every RP, so the credential stops signing instead (docs/storage.md)
+            raise CtapStatusError(ERR.LIMIT_EXCEEDED, "signature counter exhausted")
         if value > self._lease[key]:
             lease = value + self._lease_size
             self._store.store_counter(key, lease)
