@@ -757,7 +757,10 @@ def attach_playwright(
     def pump() -> None:
         pages = [p for p in getattr(target, "pages", [target]) if not p.is_closed()]
         if pages:
-            pages[-1].evaluate("0")  # a round trip: Playwright dispatches queued binding calls
+            try:
+                pages[-1].evaluate("0")  # a round trip: Playwright dispatches queued calls
+            except Exception:  # mid-navigation: the round trip still dispatched
+                pass
 
     bridge.pump = pump
     return bridge
