@@ -178,6 +178,9 @@ class CredentialStore(Protocol):
 
     def delete_counter(self, key: bytes) -> None: ...
 
+    # optional: ``release_counter(key, lease, value) -> bool`` lowers a lease to ``value``
+    # only while it still equals ``lease`` (a clean exit gives its unused lease back)
+
     # small named state (PIN, retries, config, large blobs)
     def get_state(self, name: str) -> bytes | None: ...
 

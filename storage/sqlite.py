@@ -664,6 +664,17 @@ class SqliteStore:
         with self._write() as db:
             db.execute("DELETE FROM counters WHERE key=?", (key,))
 
+    def release_counter(self, key: bytes, lease: int, value: int) -> bool:
+        """Give an unused lease back: lower it to ``value`` only if it is still ``lease``
+        (no other process raised it since). One statement, so no race with a raise."""
+        value = check_counter(value)
+        with self._write() as db:
+            cur = db.execute(
+                "UPDATE counters SET lease=? WHERE key=? AND lease=? AND ?<=lease",
+                (value, key, lease, value),
+            )
+        return cur.rowcount == 1
+
     # -- state ------------------------------------------------------------------------
     def get_state(self, name: str) -> bytes | None:
         with self._mutex:

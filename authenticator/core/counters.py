@@ -4,6 +4,10 @@ Each counter keeps a durable *lease* in the store: a value no handed-out counter
 exceed. Counting happens in memory; when the next value would pass the lease, a new lease
 (value + N) is written first. After a crash the counter restarts at the lease, so it may
 jump forward but never back.
+
+A clean shutdown gives the unused part of each lease back (:meth:`Counters.release`), so
+consecutive processes on one store count +1 per signature like a real key; only a crash
+makes a counter jump, by at most the lease size (``Config.counter_lease``).
 """
 
 from __future__ import annotations
@@ -78,6 +82,21 @@ class Counters:
         self._current.pop(key, None)
         self._lease.pop(key, None)
         self._store.delete_counter(key)
+
+    def release(self) -> int:
+        """Clean shutdown: lower each lease this process holds to the last value it handed
+        out, unless another process raised it meanwhile (the store checks that atomically).
+        Returns how many leases were given back."""
+        release = getattr(self._store, "release_counter", None)
+        if release is None:
+            return 0
+        given = 0
+        for key, lease in list(self._lease.items()):
+            current = self._current.get(key, lease)
+            if current < lease and release(key, lease, current):
+                self._lease[key] = current
+                given += 1
+        return given
 
     def drop_cache(self) -> None:
         self._current.clear()

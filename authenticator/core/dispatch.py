@@ -95,7 +95,7 @@ class Authenticator(Device):
         async with self._lock:
             try:
                 self.store_begin()
-                forced = self.faults.take_error()
+                forced = self.faults.take_error(cmd)
                 if forced is not None:
                     raise CtapStatusError(forced, "injected fault")
                 if handler is None:

@@ -17,7 +17,8 @@ FAULT_HELP = {
     "up-0": "the UP flag is cleared in authData",
     "uv-0": "the UV flag is cleared in authData",
     "bs-without-be": "BS=1 with BE=0 in authData",
-    "error=CODE": "the next command fails with this CTAP status (hex or name)",
+    "error=CODE": "the next makeCredential or getAssertion fails with this CTAP status "
+    "(hex or name)",
     "delay=SECONDS": "every command waits this long before running",
 }
 
@@ -76,7 +77,15 @@ class Faults:
         self.__init__()  # type: ignore[misc]
         self._last = last
 
-    def take_error(self) -> int | None:
+    # the ceremony's commands: an armed error must not be spent on the getInfo or clientPIN
+    # calls a client makes first
+    ERROR_COMMANDS = frozenset({0x01, 0x02})
+
+    def take_error(self, command: int | None = None) -> int | None:
+        """The armed error for ``command`` (a CTAP command byte), spent once; None for
+        commands outside the ceremony."""
+        if command is not None and command not in self.ERROR_COMMANDS:
+            return None
         code, self.next_error = self.next_error, None
         return code
 

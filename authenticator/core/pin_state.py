@@ -17,7 +17,6 @@ from hashlib import sha256
 from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric import ec
-from fido2.ctap2.pin import PinProtocolV1, PinProtocolV2
 
 from authenticator.core.errors import ERR, CtapStatusError
 from authenticator.core.params import opt_int
@@ -34,7 +33,46 @@ SUPPORTED_PERMISSIONS = PERM_MC | PERM_GA | PERM_CM | PERM_LBW | PERM_ACFG
 # getPinToken) can use credentialManagement (0x41 / 0x0A)
 LEGACY_PERMISSIONS = PERM_MC | PERM_GA | PERM_CM
 
-PROTOCOLS = {1: PinProtocolV1(), 2: PinProtocolV2()}
+class _Protocols(dict):
+    """PIN/UV auth protocols 1 and 2 (python-fido2's), built on first use: importing
+    fido2.ctap2 costs ~100 ms of start-up that a CLI call without a PIN need not pay."""
+
+    def _fill(self) -> None:
+        if not dict.__len__(self):
+            from fido2.ctap2.pin import PinProtocolV1, PinProtocolV2
+
+            dict.update(self, {1: PinProtocolV1(), 2: PinProtocolV2()})
+
+    def __getitem__(self, key):
+        self._fill()
+        return dict.__getitem__(self, key)
+
+    def __contains__(self, key) -> bool:
+        self._fill()
+        return dict.__contains__(self, key)
+
+    def __iter__(self):
+        self._fill()
+        return dict.__iter__(self)
+
+    def __len__(self) -> int:
+        self._fill()
+        return dict.__len__(self)
+
+    def get(self, key, default=None):
+        self._fill()
+        return dict.get(self, key, default)
+
+    def keys(self):
+        self._fill()
+        return dict.keys(self)
+
+    def items(self):
+        self._fill()
+        return dict.items(self)
+
+
+PROTOCOLS = _Protocols()
 
 STATE_PIN = "pin.hash"
 STATE_PIN_RETRIES = "pin.retries"

@@ -661,6 +661,46 @@ class _Transport:
         return value
 
 
+class DirectDevice:
+    """The core as a device for one synchronous caller (the CLI): commands run on a private
+    event loop in the calling thread. Unlike ``transports.inprocess.InProcessDevice`` it
+    starts no thread and imports nothing of python-fido2's HID stack, which keeps a
+    ``fido-emu webauthn`` call cheap. Not for use inside a running event loop."""
+
+    capabilities = 0x01 | 0x04  # WINK | CBOR, as python-fido2's Ctap2 expects
+
+    def __init__(self, handler: Any, transport: str = "usb") -> None:
+        import asyncio
+
+        self.handler = handler
+        self.transport = transport
+        self._loop = asyncio.new_event_loop()
+
+    def call(self, cmd: int, data: bytes = b"", event: threading.Event | None = None,
+             on_keepalive: Any = None) -> bytes:
+        import asyncio
+
+        from authenticator.core.ports import CommandContext
+
+        if cmd != CTAPHID_CBOR:
+            raise WebAuthnError("NotSupportedError", f"CTAPHID command 0x{cmd:02X} over DirectDevice")
+
+        async def run() -> bytes:
+            ctx = CommandContext(transport=self.transport)
+            task = asyncio.ensure_future(self.handler.handle_cbor(bytes(data), ctx))
+            while not task.done():
+                if event is not None and event.is_set():
+                    ctx.cancel.set()
+                await asyncio.wait({task}, timeout=0.05)
+            return task.result()
+
+        return self._loop.run_until_complete(run())
+
+    def close(self) -> None:
+        if not self._loop.is_closed():
+            self._loop.close()
+
+
 # -- the client --------------------------------------------------------------------------------
 class WebAuthnClient:
     """``navigator.credentials.create()/get()`` for one calling origin.
@@ -812,15 +852,28 @@ class WebAuthnClient:
             return [c for c in chunk if c.id == cred_id] or chunk[:1]
         return []
 
+    # -- the checks a browser makes before it talks to any authenticator --------------------
+    def check_create(self, options: Any, *, origin: str | None = None, top_origin: str | None = None):
+        """Everything create() checks before CTAP (no device needed): raises the
+        WebAuthnError a browser would; returns (options, rpId, origin, top, extensions)."""
+        caller, top = self._origins(origin, top_origin)
+        opts = parse_creation_options(options)
+        rp_id = self._rp_id(opts.rp_id, caller, "rp.id")
+        return opts, rp_id, caller, top, _CreateExtensions(opts.extensions)
+
+    def check_get(self, options: Any, *, origin: str | None = None, top_origin: str | None = None):
+        """get()'s checks before CTAP; see :meth:`check_create`."""
+        caller, top = self._origins(origin, top_origin)
+        opts = parse_request_options(options)
+        rp_id = self._rp_id(opts.rp_id, caller, "rpId")
+        return opts, rp_id, caller, top, _GetExtensions(opts.extensions, opts.allow)
+
     # -- create() -------------------------------------------------------------------------
     def create(
         self, options: Any, *, origin: str | None = None, top_origin: str | None = None
     ) -> dict:
         """navigator.credentials.create(): CreationOptionsJSON -> RegistrationResponseJSON."""
-        caller, top = self._origins(origin, top_origin)
-        opts = parse_creation_options(options)
-        rp_id = self._rp_id(opts.rp_id, caller, "rp.id")
-        ext = _CreateExtensions(opts.extensions)
+        opts, rp_id, caller, top, ext = self.check_create(options, origin=origin, top_origin=top_origin)
         t, timer = self._start(opts.timeout_ms, opts.user_verification)
         try:
             return self._create(t, opts, rp_id, caller, top, ext)
@@ -923,10 +976,7 @@ class WebAuthnClient:
         self, options: Any, *, origin: str | None = None, top_origin: str | None = None
     ) -> dict:
         """navigator.credentials.get(): RequestOptionsJSON -> AuthenticationResponseJSON."""
-        caller, top = self._origins(origin, top_origin)
-        opts = parse_request_options(options)
-        rp_id = self._rp_id(opts.rp_id, caller, "rpId")
-        ext = _GetExtensions(opts.extensions, opts.allow)
+        opts, rp_id, caller, top, ext = self.check_get(options, origin=origin, top_origin=top_origin)
         t, timer = self._start(opts.timeout_ms, opts.user_verification)
         try:
             return self._get(t, opts, rp_id, caller, top, ext)

@@ -21,10 +21,8 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from authenticator.core import attestation, keys
 from authenticator.core.presence import PresenceRequest
@@ -147,6 +145,9 @@ def u2f_attestation(dev: Device) -> tuple[ec.EllipticCurvePrivateKey, bytes]:
     key = attestation.load_sealed_key(dev, STATE_KEY) if cert is not None else None
     if cert is not None and key is not None:
         return key, cert
+    from cryptography import x509  # only for a first U2F registration: keep start-up light
+    from cryptography.x509.oid import NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fido-emulator U2F attestation")])
     now = datetime.datetime.now(datetime.UTC)

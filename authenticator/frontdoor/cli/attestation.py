@@ -14,8 +14,12 @@ import os
 import sys
 from pathlib import Path
 
-from authenticator.frontdoor.cli import CliError
-from authenticator.frontdoor.cli.common import add_store_options, make_authenticator
+from authenticator.frontdoor.cli import EXIT_STORE, CliError
+from authenticator.frontdoor.cli.common import (
+    add_store_options,
+    close_authenticator,
+    make_authenticator,
+)
 
 
 def default_dir() -> Path:
@@ -39,9 +43,9 @@ def cmd_init(args: argparse.Namespace) -> int:
         existed = attestation_ca.load_root(directory) is not None
         root = attestation_ca.init(auth, directory, subject)
     except (OSError, ValueError) as e:
-        raise CliError(f"cannot set up the attestation CA in {directory}: {e}") from e
+        raise CliError(f"cannot set up the attestation CA in {directory}: {e}", EXIT_STORE) from e
     finally:
-        auth.store.close()
+        close_authenticator(auth)
     action = "reused" if existed else "created"
     print(f"Root CA {action}: {directory / attestation_ca.ROOT_CERT_FILE}")
     print(f"Root key (keep it private): {directory / attestation_ca.ROOT_KEY_FILE}")
@@ -61,13 +65,13 @@ def cmd_metadata(args: argparse.Namespace) -> int:
     try:
         statement = metadata.statement(auth, [root], description=args.description)
     finally:
-        auth.store.close()
+        close_authenticator(auth)
     text = json.dumps(statement, indent=2) + "\n"
     if args.out and args.out != "-":
         try:
             Path(args.out).write_text(text, encoding="utf-8")
         except OSError as e:
-            raise CliError(f"cannot write {args.out}: {e}") from e
+            raise CliError(f"cannot write {args.out}: {e}", EXIT_STORE) from e
         print(f"Metadata statement written to {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -85,7 +89,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--country", default="US", help="subject C (default US)")
     v.add_argument("--organization", default="fido-emulator", help="subject O")
     v.add_argument("--common-name", default="fido-emulator", help="subject CN prefix")
-    add_store_options(v)
+    add_store_options(v, creates=True)
     v.set_defaults(func=cmd_init)
 
     v = verbs.add_parser("metadata", help="write the FIDO MDS3 metadata statement (JSON)")

@@ -1,27 +1,47 @@
-"""Options and set-up shared by the verbs: store, profile, presence, device."""
+"""Options and set-up shared by the verbs: store, profile, presence, device.
+
+Imports stay light at module level: the core is loaded when an authenticator is built.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from authenticator.core import Authenticator
-from authenticator.core.config import PROFILES, Config
-from authenticator.core.presence import AutoApprove, Deny, Presence
+from authenticator.frontdoor.cli import EXIT_STORE, EXIT_USAGE, CliError
+
+if TYPE_CHECKING:
+    from authenticator.core import Authenticator
+    from authenticator.core.presence import Presence
+
+PROFILE_NAMES = ("security-key", "synced-passkey", "platform")
 
 
-def add_store_options(p: argparse.ArgumentParser) -> None:
+def add_store_options(
+    p: argparse.ArgumentParser, creates: bool = False, store_help: str | None = None
+) -> None:
+    """``creates``: the verb writes, so it may create a missing store; read verbs refuse a
+    store path that does not exist unless ``--create`` is given (a typo must not answer
+    NO_CREDENTIALS from a fresh empty store)."""
     p.add_argument(
         "--store",
         metavar="PATH",
         default=None,
-        help="credential store (SQLite file; ':memory:' for a throwaway one). "
-        "Default: $FIDO_EMU_STORE or the user data dir",
+        help=store_help or "credential store (SQLite file; ':memory:' for a throwaway one). "
+        "Default: $FIDO_EMU_STORE or the user data dir"
+        + ("; created when missing" if creates else "; must exist unless --create"),
+    )
+    p.add_argument(
+        "--create",
+        action="store_true",
+        default=creates,
+        help=argparse.SUPPRESS if creates else "create the store if it does not exist",
     )
     p.add_argument(
         "--profile",
-        choices=sorted(PROFILES),
+        choices=sorted(PROFILE_NAMES),
         default=None,
         help="authenticator profile (default: security-key, or the one the store was made with)",
     )
@@ -42,8 +62,9 @@ def add_presence_option(p: argparse.ArgumentParser, default: str, web: bool = Fa
         "--presence",
         choices=["auto", "prompt", "deny", "gpio", *(["web"] if web else [])],
         default=default,
-        help=f"how user presence is answered (default: {default}"
-        + ("; web: the dashboard's buttons" if web else "") + ")",
+        help=f"how user presence is answered (default: {default}). prompt asks on the "
+        "terminal (/dev/tty, never stdin) and denies when there is none; auto approves every "
+        "touch" + ("; web: the dashboard's buttons" if web else ""),
     )
     p.add_argument(
         "--gpio-chip", default="/dev/gpiochip0", help="--presence gpio: the GPIO chip device"
@@ -60,6 +81,8 @@ def add_presence_option(p: argparse.ArgumentParser, default: str, web: bool = Fa
 
 
 def make_presence(args: argparse.Namespace) -> Presence:
+    from authenticator.core.presence import AutoApprove, Deny
+
     uv = getattr(args, "uv", "approve")
     mode = getattr(args, "presence", "auto")
     if mode == "deny":
@@ -69,8 +92,6 @@ def make_presence(args: argparse.Namespace) -> Presence:
 
         return TerminalPresence(uv_outcome=uv)
     if mode == "gpio":
-        from authenticator.frontdoor.cli import CliError
-
         try:
             from authenticator.frontdoor.cli.gpio import GpioButtonPresence
 
@@ -86,17 +107,44 @@ def make_presence(args: argparse.Namespace) -> Presence:
     return AutoApprove(uv_outcome=uv)
 
 
+def store_path(args: argparse.Namespace) -> Path | str:
+    """The store the verb uses: --store, $FIDO_EMU_STORE or the user data dir."""
+    path = getattr(args, "store", None)
+    if path == ":memory:":
+        return path
+    if path:
+        return Path(path).expanduser()
+    from storage.sqlite import default_store_path
+
+    default = default_store_path()
+    return ":memory:" if str(default) == ":memory:" else default
+
+
 def open_store_from(args: argparse.Namespace):
-    from authenticator.frontdoor.cli import CliError
     from storage.sqlite import KeyFileError, open_store
 
-    path = getattr(args, "store", None)
+    path = store_path(args)
+    if path != ":memory:" and not getattr(args, "create", True) and not Path(path).exists():
+        raise CliError(
+            f"no store at {path} (check --store; a write such as 'webauthn create', or "
+            "--create, makes one)",
+            EXIT_STORE,
+        )
     try:
-        return open_store(Path(path) if path and path != ":memory:" else path)
+        return open_store(path)
     except KeyFileError as e:
-        raise CliError(str(e)) from e
+        raise CliError(str(e), EXIT_STORE) from e
     except Exception as e:  # sqlite3.DatabaseError, PermissionError, ...
-        raise CliError(f"cannot open store {path or '(default)'}: {e}") from e
+        raise CliError(f"cannot open store {path}: {e}", EXIT_STORE) from e
+
+
+def close_authenticator(auth: Authenticator) -> None:
+    """A clean exit: give unused counter leases back (consecutive CLI calls then count +1
+    per signature, like a real key), then close the store."""
+    try:
+        auth.counters.release()
+    finally:
+        auth.store.close()
 
 
 PROFILE_STATE = "cli.profile"
@@ -107,10 +155,27 @@ def make_authenticator(
     args: argparse.Namespace, defaults: dict | None = None, **overrides
 ) -> Authenticator:
     """The authenticator behind a CLI invocation; the store remembers its profile.
+    Close it with :func:`close_authenticator`.
 
     ``defaults`` replace profile values but yield to ``--set`` (``fido-emu run`` passes the
     transports it really serves); ``overrides`` win over everything."""
+    from authenticator.core import Authenticator
+    from authenticator.core.config import Config
+
+    overrides_given = parse_overrides(getattr(args, "overrides", None) or [])
     store = open_store_from(args)
+    try:
+        return _configure(
+            args, store, Config, Authenticator, {**overrides_given, **overrides}, defaults
+        )
+    except BaseException:
+        store.close()
+        raise
+
+
+def _configure(
+    args, store, Config, Authenticator, explicit: dict, defaults: dict | None
+) -> Authenticator:
     saved = store.get_state(PROFILE_STATE)
     profile = getattr(args, "profile", None) or (saved.decode() if saved else "security-key")
     if saved is None or saved.decode() != profile:
@@ -123,38 +188,37 @@ def make_authenticator(
     else:
         saved_overrides = store.get_state(OVERRIDES_STATE)
         given = saved_overrides.decode().splitlines() if saved_overrides else []
-    overrides = {**(defaults or {}), **parse_overrides(given), **overrides}
+    overrides = {**(defaults or {}), **parse_overrides(given), **explicit}
     try:
         config = Config.for_profile(profile, **overrides)
-    except TypeError as e:
-        from authenticator.frontdoor.cli import CliError
-
-        raise CliError(f"bad --set: {e}") from e
+    except (TypeError, ValueError) as e:
+        raise CliError(f"bad --set: {e}", EXIT_USAGE) from e
     auth = Authenticator(config, store, make_presence(args))
     for spec in getattr(args, "fault", None) or []:
         try:
             auth.faults.arm(spec)
         except ValueError as e:
-            from authenticator.frontdoor.cli import CliError
-
-            raise CliError(str(e)) from e
+            raise CliError(f"bad --fault {spec!r}: {e}", EXIT_USAGE) from e
     return auth
 
 
 def parse_overrides(items: list[str]) -> dict:
     """``FIELD=VALUE`` pairs -> Config keyword arguments, typed by the field's default."""
-    import dataclasses
+    if not items:
+        return {}
+    from authenticator.core.config import Config
 
-    from authenticator.frontdoor.cli import CliError
-
-    fields = {f.name: f for f in dataclasses.fields(Config)}
     defaults = Config()
+    settable = override_fields()
     out: dict = {}
     for item in items:
         name, sep, raw = item.partition("=")
         name = name.strip().replace("-", "_")
-        if not sep or name not in fields or name in ("profile", "extra"):
-            raise CliError(f"bad --set {item!r}: expected FIELD=VALUE with a Config field")
+        if not sep or name not in settable:
+            valid = ", ".join(f"{n} ({t})" for n, t in settable.items())
+            raise CliError(
+                f"bad --set {item!r}: expected FIELD=VALUE; fields: {valid}", EXIT_USAGE
+            )
         current = getattr(defaults, name)
         try:
             if isinstance(current, bool):
@@ -172,9 +236,37 @@ def parse_overrides(items: list[str]) -> dict:
                 value = float(raw)
             else:
                 value = raw
-        except ValueError as e:
-            raise CliError(f"bad --set {item!r}: {e}") from e
+        except ValueError:
+            raise CliError(
+                f"bad --set {item!r}: {name} takes {settable[name]}, not {raw!r}", EXIT_USAGE
+            ) from None
         out[name] = value
+    return out
+
+
+def override_fields() -> dict[str, str]:
+    """Config fields --set accepts, with the type each takes (for error messages)."""
+    import dataclasses
+
+    from authenticator.core.config import Config
+
+    defaults = Config()
+    out = {}
+    for f in dataclasses.fields(Config):
+        if f.name in ("profile", "extra"):
+            continue
+        v = getattr(defaults, f.name)
+        if isinstance(v, bool):
+            kind = "true|false"
+        elif isinstance(v, bytes):
+            kind = "hex"
+        elif isinstance(v, tuple):
+            kind = "comma list"
+        elif isinstance(v, int | float) or f.name == "reset_window":
+            kind = "number" + ("|none" if v is None or f.name == "reset_window" else "")
+        else:
+            kind = "text"
+        out[f.name] = kind
     return out
 
 

@@ -13,7 +13,10 @@ from authenticator.frontdoor.cli.common import add_store_options
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="register and sign in with a passkey against Fido2Server")
-    add_store_options(p)
+    add_store_options(
+        p, creates=True,
+        store_help="credential store (SQLite file); default: a throwaway in-memory store",
+    )
     p.set_defaults(func=run, store=None)
 
 
@@ -26,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from fido2.server import Fido2Server
     from fido2.webauthn import PublicKeyCredentialRpEntity, PublicKeyCredentialUserEntity
 
-    from authenticator.frontdoor.cli.common import make_authenticator
+    from authenticator.frontdoor.cli.common import close_authenticator, make_authenticator
     from authenticator.rp_testing.webauthn import WebAuthnClient
     from transports.inprocess import InProcessDevice
 
@@ -81,4 +84,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"   counter         {data.counter}\n")
     print("Done: a passkey registered and used twice, every response verified by a real RP library.")
     device.close()
+    close_authenticator(auth)
     return 0

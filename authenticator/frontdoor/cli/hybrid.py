@@ -82,7 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--link", action="store_true",
                    help="send linking info if the QR code asks for it (see serve-linked)")
     s.add_argument("--name", help="the name linked desktops show for this phone")
-    add_store_options(s)
+    add_store_options(s, creates=True)
     add_presence_option(s, "prompt")
     s.set_defaults(func=run_scan)
 
@@ -93,7 +93,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--ble", action="store_true", help="send each advert over BLE, as scan --ble")
     w.add_argument("--adapter", help="BlueZ adapter for --ble")
     w.add_argument("--google-uuid", action="store_true", help="advertise under 0xFDE2")
-    add_store_options(w)
+    add_store_options(w, creates=True)
     add_presence_option(w, "prompt")
     w.set_defaults(func=run_serve_linked)  # fmt: skip
 
@@ -188,7 +188,7 @@ def run_scan(args: argparse.Namespace) -> int:
     import asyncio
 
     from authenticator.frontdoor.cli import CliError
-    from authenticator.frontdoor.cli.common import make_authenticator
+    from authenticator.frontdoor.cli.common import close_authenticator, make_authenticator
 
     text = _qr_from_image(args.qr_image) if args.qr_image else args.qr
     if not text:
@@ -213,7 +213,7 @@ def run_scan(args: argparse.Namespace) -> int:
     except (HybridError, OSError) as e:
         raise CliError(f"hybrid session failed: {e}") from e
     finally:
-        auth.store.close()
+        close_authenticator(auth)
     print("hybrid session finished", file=sys.stderr)
     return 0
 
@@ -271,7 +271,7 @@ def run_serve_linked(args: argparse.Namespace) -> int:
     import asyncio
 
     from authenticator.frontdoor.cli import CliError
-    from authenticator.frontdoor.cli.common import make_authenticator
+    from authenticator.frontdoor.cli.common import close_authenticator, make_authenticator
 
     try:
         from transports.hybrid.authenticator_role import serve_linked
@@ -300,7 +300,7 @@ def run_serve_linked(args: argparse.Namespace) -> int:
     except OSError as e:
         raise CliError(f"cannot reach the tunnel server: {e}") from e
     finally:
-        auth.store.close()
+        close_authenticator(auth)
     _say(f"served {served} linked session(s)")
     return 0
 

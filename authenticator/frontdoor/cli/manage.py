@@ -29,6 +29,7 @@ from authenticator.frontdoor.cli import CliError
 from authenticator.frontdoor.cli.common import (
     add_presence_option,
     add_store_options,
+    close_authenticator,
     make_authenticator,
 )
 
@@ -49,8 +50,8 @@ FRIENDLY = {
 
 
 # -- plumbing -------------------------------------------------------------------------------
-def _common(p: argparse.ArgumentParser, json_output: bool = True) -> None:
-    add_store_options(p)
+def _common(p: argparse.ArgumentParser, json_output: bool = True, creates: bool = False) -> None:
+    add_store_options(p, creates=creates)
     add_presence_option(p, "auto")
     p.add_argument(
         "--device",
@@ -94,7 +95,7 @@ def session(args: argparse.Namespace) -> Iterator[Ctap2]:
     finally:
         device.close()
         if auth is not None:
-            auth.store.close()
+            close_authenticator(auth)
 
 
 def _open_udp(spec: str, local_port: int) -> Any:
@@ -402,7 +403,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("retries", "show the PIN retry counter"),
     ):
         a = actions.add_parser(name, help=what)
-        _common(a, json_output=name == "retries")
+        _common(a, json_output=name == "retries", creates=name == "set")
         if name in ("change", "verify"):
             _pin_option(a)
         if name in ("set", "change"):
@@ -442,7 +443,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--force-change", action="store_true", help="require a PIN change")
     a = settings.add_parser("enterprise-attestation", help="enable enterprise attestation")
     for a in settings.choices.values():
-        _common(a, json_output=False)
+        _common(a, json_output=False, creates=True)
         _pin_option(a)
         a.set_defaults(func=cmd_config)
 

@@ -74,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="BLE: cap fidoControlPointLength (20..512; default ATT MTU - 3)",
     )
     p.add_argument("--fault", action="append", metavar="SPEC", help="inject a fault (repeatable)")
-    add_store_options(p)
+    add_store_options(p, creates=True)
     add_presence_option(p, "prompt", web=True)
     add_dashboard_options(p)
     p.set_defaults(func=run)
@@ -210,7 +210,7 @@ def instance_store(store: str | None, index: int, count: int) -> str | None:
 async def serve_instances(args: argparse.Namespace, indices: list[int]) -> None:
     """Serve instances ``indices`` of ``--instances`` in this process, each on its own port."""
     from authenticator.frontdoor.cli import CliError
-    from authenticator.frontdoor.cli.common import make_authenticator
+    from authenticator.frontdoor.cli.common import close_authenticator, make_authenticator
 
     auths, started = [], []
     try:
@@ -244,7 +244,7 @@ async def serve_instances(args: argparse.Namespace, indices: list[int]) -> None:
         for t in reversed(started):
             await t.close()
         for auth in auths:
-            auth.store.close()
+            close_authenticator(auth)
 
 
 def _worker(args: argparse.Namespace, indices: list[int]) -> None:
@@ -307,7 +307,7 @@ def run_many(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from authenticator.frontdoor.cli.common import make_authenticator
+    from authenticator.frontdoor.cli.common import close_authenticator, make_authenticator
 
     _quiet_logging(args)
     if args.udp_reply_port is not None or args.udp_reply_host is not None:
@@ -323,6 +323,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(serve(args, auth))
     finally:
-        auth.store.close()
+        close_authenticator(auth)
     print("fido-emu: stopped", file=sys.stderr)
     return 0

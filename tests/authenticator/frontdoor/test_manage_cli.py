@@ -49,7 +49,7 @@ def create_credential(capsys, store: Path, rp: str, name: str, tmp_path: Path) -
 
 
 def test_pin_lifecycle(capsys, store: Path) -> None:
-    status, out, _ = run(capsys, "info")
+    status, out, _ = run(capsys, "info", "--create")  # a fresh store: read verbs need --create
     assert status == 0 and "not set" in out
     assert run(capsys, "pin", "set", "--new-pin", PIN)[0] == 0
     status, _, err = run(capsys, "pin", "set", "--new-pin", "5678")
@@ -171,4 +171,4 @@ def test_bad_store(capsys, tmp_path: Path) -> None:
     bad = tmp_path / "not-a-db"
     bad.write_bytes(os.urandom(64))
     status, _, err = run(capsys, "info", "--store", str(bad))
-    assert status == 1 and "error" in err
+    assert status == 3 and "error" in err  # 3: store or I/O
