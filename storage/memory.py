@@ -159,14 +159,15 @@ class MemoryStore:
 
     def delete_counter(self, key: bytes) -> None:
         self._counters.pop(key, None)
+        self._wrote()
 
     def release_counter(self, key: bytes, lease: int, value: int) -> bool:
         """Lower a lease to ``value`` only if it is still ``lease`` (see the SQLite store)."""
         if self._counters.get(key) != lease or check_counter(value) > lease:
             return False
         self._counters[key] = value
-        return True
         self._wrote()
+        return True
 
     # -- state ------------------------------------------------------------------------
     def get_state(self, name: str) -> bytes | None:
