@@ -515,7 +515,7 @@ def test_d2_the_cli_says_what_to_do_in_one_line_without_a_traceback(tmp_path):
         [sys.executable, "-m", "authenticator.frontdoor.cli", "info", "--store", str(path)],
         capture_output=True, text=True, timeout=120,
     )
-    assert done.returncode == 1
+    assert done.returncode == 3  # exit status 3: store or I/O
     assert "Traceback" not in done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and str(path) in lines[0] and f"{path}.key" in lines[0], done.stderr
