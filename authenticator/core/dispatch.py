@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from authenticator.core.commands import (
@@ -64,6 +64,9 @@ class CommandEvent:
     rp_id: str | None
     status: str
     duration_ms: float
+    # public facts of the credential a ceremony used (dashboard's live log): credential_id
+    # (base64url), user, flags (e.g. "UP UV"), counter; empty for other commands
+    details: dict = field(default_factory=dict)
 
 
 class Authenticator(Device):
@@ -162,6 +165,7 @@ class Authenticator(Device):
             rp_id=call.rp_id,
             status=status,
             duration_ms=(self.clock() - start) * 1000,
+            details=_details(call.notes) if status == "OK" and call.notes else {},
         )
         log.info(
             "%s rp=%s status=%s %.1fms via %s",
@@ -176,6 +180,26 @@ class Authenticator(Device):
                 listener(event)
             except Exception:
                 log.exception("command listener failed")
+
+
+_FLAG_NAMES = ((0x01, "UP"), (0x04, "UV"), (0x08, "BE"), (0x10, "BS"), (0x40, "AT"), (0x80, "ED"))
+
+
+def _details(notes: dict) -> dict:
+    """The log's view of a ceremony: never key material, only what the RP sees too."""
+    import base64
+
+    out: dict = {}
+    cred_id = notes.get("credential_id")
+    if isinstance(cred_id, bytes):
+        out["credential_id"] = base64.urlsafe_b64encode(cred_id).rstrip(b"=").decode()
+    if isinstance(notes.get("user"), str):
+        out["user"] = notes["user"]
+    data = notes.get("auth_data")
+    if isinstance(data, bytes) and len(data) >= 37:
+        out["flags"] = " ".join(name for bit, name in _FLAG_NAMES if data[32] & bit)
+        out["counter"] = int.from_bytes(data[33:37], "big")
+    return out
 
 
 __all__ = ["Authenticator", "COMMANDS", "Call", "CommandEvent", "Config"]

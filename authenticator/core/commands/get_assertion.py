@@ -84,6 +84,9 @@ def _assert(
         extensions=ext_out or None,
     )
     signature = dev.faults.signature(dev.credentials.sign(cred, data + cdh))
+    call.notes["credential_id"] = cred.id
+    call.notes["user"] = cred.record.user_name if cred.record else None
+    call.notes["auth_data"] = data  # flags and counter for the log
     response: dict = {0x01: {"id": cred.id, "type": "public-key"}, 0x02: data, 0x03: signature}
     user = _user(cred, identify)
     if user is not None:

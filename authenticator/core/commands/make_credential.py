@@ -213,5 +213,7 @@ async def handle(dev: Device, params: dict, call: Call) -> bytes:
         response[0x04] = True
     response.update(x.unsigned)
     call.notes["credential_id"] = cred.id
+    call.notes["user"] = user.get("name")
+    call.notes["auth_data"] = data  # flags and counter for the log
     # attStmt ("alg", "sig", "x5c") is built in canonical order already
     return encode_ordered(dict(sorted(response.items())))

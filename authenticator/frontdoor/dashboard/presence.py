@@ -86,3 +86,38 @@ class WebPresence:
     def _notify(self) -> None:
         for listener in list(self.listeners):
             listener()
+
+
+Mode = Literal["auto", "ask", "deny"]
+MODES: tuple[Mode, ...] = ("auto", "ask", "deny")
+
+
+class SwitchablePresence:
+    """Presence whose mode the dashboard switches at run time: ``auto`` approves at once,
+    ``deny`` declines at once, ``ask`` defers to ``ask_source`` (the page's buttons, raced
+    with the terminal or a GPIO button when those were configured)."""
+
+    def __init__(self, ask_source: object, mode: Mode = "ask", uv_outcome: UvOutcome = "approve"):
+        self.ask_source = ask_source
+        self.mode: Mode = mode
+        self.uv_outcome: UvOutcome = uv_outcome
+
+    def immediate(self, request: PresenceRequest) -> bool | None:
+        if self.mode == "auto":
+            return True
+        if self.mode == "deny":
+            return False
+        inner = getattr(self.ask_source, "immediate", None)
+        return inner(request) if inner is not None else None
+
+    async def request_presence(self, request: PresenceRequest) -> bool:
+        if self.mode != "ask":
+            return self.mode == "auto"
+        return await self.ask_source.request_presence(request)  # type: ignore[attr-defined]
+
+    async def verify_user(self, request: PresenceRequest) -> UvOutcome:
+        if self.mode == "auto":
+            return self.uv_outcome
+        if self.mode == "deny":
+            return "deny"
+        return await self.ask_source.verify_user(request)  # type: ignore[attr-defined]

@@ -1,8 +1,10 @@
 """The dashboard: a JSON API, an SSE stream and a static page, in the emulator's process.
 
 Everything the page sees is public: rpIds, user names, credential ids, counters, flags,
-CTAP command names and statuses. Private keys, the PIN and the device key never leave the
-server; exporting keys writes a file *on the server* (mode 0600) at a path the user types.
+CTAP command names and statuses, except the key export, which answers a POST that carries
+the token and the CSRF header with a download. Import and export move key material only
+through the HTTP body: no endpoint reads or writes a server-side path a client names, and
+none says anything about the server's file system (issue 13, D1).
 Credential changes take the same store paths as authenticatorCredentialManagement (so
 caches and counters stay consistent); PIN changes and reset are real CTAP exchanges
 through python-fido2 (:mod:`authenticator.frontdoor.dashboard.device`).
@@ -13,16 +15,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import dataclasses
 import json
 import logging
 import os
+import secrets
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from authenticator.core import Authenticator, CommandEvent
@@ -32,16 +35,19 @@ from authenticator.frontdoor.dashboard.device import LoopDevice
 from authenticator.frontdoor.dashboard.http import (
     HttpError,
     HttpServer,
+    RateLimitedLog,
     Request,
     Response,
     error_response,
     json_response,
 )
-from authenticator.frontdoor.dashboard.presence import WebPresence
+from authenticator.frontdoor.dashboard.presence import MODES, SwitchablePresence, WebPresence
 from authenticator.frontdoor.dashboard.security import TOKEN_HEADER, AccessPolicy
 from storage.base import CredentialRecord
 
 log = logging.getLogger("fido_emu.dashboard")
+_refusals = logging.getLogger("fido_emu.dashboard.refused")  # rate limited: floods stay quiet
+_refusals.addFilter(RateLimitedLog())
 
 ALGORITHMS = {-7: "ES256", -8: "EdDSA", -35: "ES384", -257: "RS256"}
 STATIC_FILES = {
@@ -50,7 +56,12 @@ STATIC_FILES = {
     "/static/style.css": ("style.css", "text/css; charset=utf-8"),
 }
 LOG_SIZE = 500
-MAX_UPLOAD = 4 * 1024 * 1024  # a QR screenshot
+LAST_USED_STATE = "dashboard.last_used"
+MAX_UPLOAD = 4 * 1024 * 1024  # a QR screenshot, a credentials file
+MAX_BODY = 64 * 1024  # every other request
+UPLOAD_PATHS = ("/api/hybrid/image", "/api/credentials/import")
+MAX_EVENT_STREAMS = 16  # live-log pages open at once; more get 503
+EVENT_STREAM_LIFETIME = 300.0  # then the stream ends and EventSource reconnects
 
 
 def b64url(data: bytes) -> str:
@@ -65,6 +76,8 @@ def unb64url(text: str) -> bytes:
 
 
 def _str(body: dict, key: str, *, required: bool = True, limit: int = 4096) -> str | None:
+    if not isinstance(body, dict):
+        raise HttpError(400, "the body must be a JSON object")
     value = body.get(key)
     if value is None and not required:
         return None
@@ -74,7 +87,8 @@ def _str(body: dict, key: str, *, required: bool = True, limit: int = 4096) -> s
 
 
 class Dashboard:
-    """Serve one authenticator's dashboard. ``power_cycle`` replugs every transport."""
+    """Serve one authenticator's dashboard. ``power_cycle`` replugs every transport.
+    Without ``token`` a random one is made (read it from :attr:`token`)."""
 
     def __init__(
         self,
@@ -90,7 +104,7 @@ class Dashboard:
         self.auth = auth
         self.host = host
         self.port = port
-        self.token = token
+        self.token = token or secrets.token_urlsafe(32)
         self.web = web_presence
         self.transports = list(transports)
         self._power_cycle = power_cycle or auth.power_cycle
@@ -98,8 +112,16 @@ class Dashboard:
         self.hybrid: dict[str, Any] = {"state": "idle"}
         self._hybrid_task: asyncio.Task | None = None
         self._subscribers: set[asyncio.Queue] = set()
-        self._http = HttpServer(self.handle, max_body=MAX_UPLOAD)
+        self._http = HttpServer(
+            self.handle, pre_check=self._pre_check, body_limit=self._body_limit,
+            max_body=MAX_UPLOAD,
+        )
         self.policy: AccessPolicy | None = None
+        self.switch: SwitchablePresence | None = None
+        self.token_file: Any = None  # a generated token file, removed on close
+        self.last_used: dict[str, float] = {}  # credential id (base64url) -> time
+        self._last_used_flush: asyncio.TimerHandle | None = None
+        self._presence_before: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -110,6 +132,19 @@ class Dashboard:
         self.port = port
         self.policy = AccessPolicy.for_binding(self.host, port, self.token)
         self.auth.listeners.append(self._on_command)
+        self.last_used = self._load_last_used()
+        # auto / ask / deny switchable from the page; "ask" is whatever waited before
+        self._presence_before = self.auth.presence
+        immediate = getattr(self.auth.presence, "immediate", None)
+        mode = "ask"
+        if immediate is not None and type(self.auth.presence).__name__ in ("AutoApprove", "Deny"):
+            mode = "auto" if type(self.auth.presence).__name__ == "AutoApprove" else "deny"
+        ask = self.web if self.web is not None else self.auth.presence
+        if self.web is not None and self.auth.presence is not self.web and mode == "ask":
+            ask = self.auth.presence  # already a FirstOf(prompt, web)
+        self.switch = SwitchablePresence(
+            ask, mode, getattr(self.auth.presence, "uv_outcome", "approve"))  # type: ignore[arg-type]
+        self.auth.presence = self.switch
         if self.web is not None:
             self.web.timeout = self.auth.config.presence_timeout
             self.web.listeners.append(self._on_presence)
@@ -117,8 +152,18 @@ class Dashboard:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        """A URL a browser on this machine can open (never 0.0.0.0 or ::)."""
+        host = self.host
+        if host in ("0.0.0.0", ""):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}/"
+
+    @property
+    def login_url(self) -> str:
+        return f"{self.url}?token={self.token}"
 
     async def close(self) -> None:
         if self._on_command in self.auth.listeners:
@@ -127,13 +172,46 @@ class Dashboard:
             self.web.listeners.remove(self._on_presence)
         if self._hybrid_task is not None:
             self._hybrid_task.cancel()
+        if self._last_used_flush is not None:
+            self._last_used_flush.cancel()
+            self._save_last_used()
+        if self.switch is not None and self.auth.presence is self.switch:
+            self.auth.presence = self._presence_before
+        if self.token_file is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.token_file)
         await self._http.close()
 
     # -- events ---------------------------------------------------------------------------
     def _on_command(self, event: CommandEvent) -> None:
         entry = {"kind": "ctap", **dataclasses.asdict(event)}
+        cred = event.details.get("credential_id")
+        if cred and event.command in ("getAssertion", "getNextAssertion", "makeCredential"):
+            self.last_used[cred] = event.time
+            if self._last_used_flush is None and self._loop is not None:
+                self._last_used_flush = self._loop.call_later(2.0, self._save_last_used)
         self.log.append(entry)
         self._publish("log", entry)
+
+    def _load_last_used(self) -> dict[str, float]:
+        raw = self.auth.store.get_state(LAST_USED_STATE)
+        try:
+            data = json.loads(raw) if raw else {}
+        except ValueError:
+            return {}
+        return {k: float(v) for k, v in data.items()
+                if isinstance(k, str) and isinstance(v, int | float)} if isinstance(data, dict) else {}
+
+    def _save_last_used(self) -> None:
+        """Persist "last used" (one state entry, written at most every 2 s)."""
+        self._last_used_flush = None
+        known = {b64url(r.credential_id) for rp in self.auth.store.list_rps()
+                 for r in self.auth.store.credentials_for_rp(rp.rp_id_hash)}
+        self.last_used = {k: v for k, v in self.last_used.items() if k in known}
+        try:
+            self.auth.store.set_state(LAST_USED_STATE, json.dumps(self.last_used).encode())
+        except Exception as e:  # a closed or read-only store: keep it in memory only
+            log.warning("dashboard: cannot save last-used times: %s", e)
 
     def _on_presence(self) -> None:
         self._publish("presence", self.web.snapshot() if self.web else [])
@@ -155,17 +233,26 @@ class Dashboard:
                 pass
 
     # -- request dispatch -----------------------------------------------------------------
-    async def handle(self, req: Request) -> Response:
+    def _pre_check(self, req: Request) -> Response | None:
+        """Before the body is read: login, Host, token, CSRF; None lets the request on."""
         assert self.policy is not None
         if req.method == "GET" and req.path == "/" and "token" in req.query:
             return self._login(req)
         refused = self.policy.check(req)
-        if refused is not None:
-            status, reason = refused
-            log.warning("dashboard: refused %s %s: %s", req.method, req.path, reason)
-            if status == 401 and req.method == "GET" and req.path == "/":
-                return Response(401, LOGIN_HINT.encode(), "text/html; charset=utf-8")
-            return error_response(status, reason)
+        if refused is None:
+            return None
+        status, reason = refused
+        _refusals.warning("dashboard: refused %s %s: %s", req.method, req.path[:64], reason)
+        if status == 401 and req.method == "GET" and req.path == "/":
+            return Response(401, LOGIN_HINT.encode(), "text/html; charset=utf-8")
+        return error_response(status, reason)
+
+    @staticmethod
+    def _body_limit(req: Request) -> int:
+        return MAX_UPLOAD if req.path in UPLOAD_PATHS else MAX_BODY
+
+    async def handle(self, req: Request) -> Response:
+        """A request that passed :meth:`_pre_check` and the size limits."""
         if req.method == "GET":
             if req.path in STATIC_FILES:
                 return self._static(req.path)
@@ -173,8 +260,6 @@ class Dashboard:
             if route is not None:
                 return await route(self, req)
         elif req.method == "POST":
-            if req.path != "/api/hybrid/image" and len(req.body) > 64 * 1024:
-                raise HttpError(413, "body too large")
             route = self.POST_ROUTES.get(req.path)
             if route is not None:
                 result = await route(self, req)
@@ -231,7 +316,8 @@ class Dashboard:
             "faults": {"active": auth.faults.active(), "known": FAULT_HELP},
             "presence": {
                 "web": self.web is not None,
-                "source": type(auth.presence).__name__,
+                "mode": self.switch.mode if self.switch else None,
+                "source": type(self._presence_before or auth.presence).__name__,
                 "timeout": cfg.presence_timeout,
             },
             "hybrid": self.hybrid,
@@ -267,7 +353,7 @@ class Dashboard:
             "displayName": rec.user_display_name,
             "algorithm": ALGORITHMS.get(rec.algorithm, str(rec.algorithm)),
             "created": rec.created or None,
-            "lastUsed": rec.extra.get("last_used") if isinstance(rec.extra, dict) else None,
+            "lastUsed": self.last_used.get(b64url(rec.credential_id)),
             "counter": self._counter(rec),
             "discoverable": rec.discoverable,
             "credProtect": rec.cred_protect,
@@ -286,23 +372,35 @@ class Dashboard:
     async def get_log(self, req: Request) -> Response:
         return json_response(list(self.log))
 
-    async def get_events(self, req: Request) -> Response:
-        queue: asyncio.Queue = asyncio.Queue(maxsize=1000)
+    async def get_log_export(self, req: Request) -> Response:
+        body = json.dumps({"format": "fido-emu-log/1", "entries": list(self.log)}, indent=2)
+        return Response(200, body.encode(), "application/json", {
+            "Content-Disposition": 'attachment; filename="fido-emu-log.json"',
+        })
 
-        async def stream(writer: asyncio.StreamWriter) -> None:
-            self._subscribers.add(queue)
+    async def get_events(self, req: Request) -> Response:
+        """The live log: at most MAX_EVENT_STREAMS at once, each ended after
+        EVENT_STREAM_LIFETIME (EventSource reconnects by itself; issue 13, D7)."""
+        if len(self._subscribers) >= MAX_EVENT_STREAMS:
+            return Response(503, b'{"error": "too many live-log streams"}', close=True,
+                            headers={"Retry-After": "5"})
+        queue: asyncio.Queue = asyncio.Queue(maxsize=1000)
+        self._subscribers.add(queue)  # counted now: the cap holds before the stream starts
+        loop = asyncio.get_running_loop()
+
+        async def stream(send: Callable[[bytes], Any]) -> None:
             try:
-                hello = {"log": list(self.log), "presence": self.web.snapshot() if self.web else []}
-                writer.write(_sse("hello", hello))
-                await writer.drain()
-                while True:
+                hello = {"log": list(self.log), "presence": self.web.snapshot() if self.web else [],
+                         "presenceMode": self.switch.mode if self.switch else None}
+                await send(b"retry: 2000\n" + _sse("hello", hello))
+                end = loop.time() + EVENT_STREAM_LIFETIME
+                while (left := end - loop.time()) > 0:
                     try:
-                        event, data = await asyncio.wait_for(queue.get(), timeout=15)
+                        event, data = await asyncio.wait_for(queue.get(), timeout=min(15, left))
                     except TimeoutError:
-                        writer.write(b": keepalive\n\n")
+                        await send(b": keepalive\n\n")
                     else:
-                        writer.write(_sse(event, data))
-                    await writer.drain()
+                        await send(_sse(event, data))
             finally:
                 self._subscribers.discard(queue)
 
@@ -312,13 +410,22 @@ class Dashboard:
     async def post_presence(self, req: Request) -> dict:
         if self.web is None:
             raise HttpError(409, "web presence is not enabled (--presence web)")
-        body = req.json()
+        body = req.json_object()
         answer = _str(body, "answer", limit=16)
         if answer not in ("approve", "deny", "fail"):
             raise HttpError(400, "answer must be approve, deny or fail")
         if not self.web.answer(_str(body, "id", limit=64) or "", answer):  # type: ignore[arg-type]
             raise HttpError(409, "that request is no longer pending")
         return {"ok": True}
+
+    async def post_presence_mode(self, req: Request) -> dict:
+        mode = _str(req.json_object(), "mode", limit=8)
+        if mode not in MODES or self.switch is None:
+            raise HttpError(400, "mode must be auto, ask or deny")
+        self.switch.mode = mode  # type: ignore[assignment]
+        self._action(f"presence mode: {mode}")
+        self._publish("presenceMode", mode)
+        return {"ok": True, "mode": mode}
 
     # -- POST: credentials ----------------------------------------------------------------
     def _record(self, body: dict) -> CredentialRecord:
@@ -329,7 +436,7 @@ class Dashboard:
         return record
 
     async def post_delete(self, req: Request) -> dict:
-        record = self._record(req.json())
+        record = self._record(req.json_object())
         # the same steps as credentialManagement deleteCredential
         auth = self.auth
         auth.store.delete_credential(record.credential_id)
@@ -342,7 +449,7 @@ class Dashboard:
         return {"ok": True}
 
     async def post_update(self, req: Request) -> dict:
-        body = req.json()
+        body = req.json_object()
         record = self._record(body)
         if not record.discoverable:
             raise HttpError(409, "only discoverable credentials have user information")
@@ -354,51 +461,40 @@ class Dashboard:
         self._publish("changed", "credentials")
         return {"ok": True}
 
-    async def post_export(self, req: Request) -> dict:
-        """Keys go to a new 0600 file on the server, never into the HTTP response."""
+    async def post_export(self, req: Request) -> Response:
+        """The private keys, as a download in this response (CDP WebAuthn.Credential list).
+        A POST: it needs the token and the CSRF header, unlike a navigation."""
         from authenticator.rp_testing.cdp_bridge import credential_params, stored_records
 
-        body = req.json()
-        path = Path(_str(body, "path") or "")
+        body = req.json_object()
+        if "path" in body:
+            raise HttpError(400, "export is a download; the server writes no file")
         rp_id = _str(body, "rpId", required=False, limit=256)
-        if not path.is_absolute():
-            raise HttpError(400, "give an absolute path on the server")
         records = stored_records(self.auth, [rp_id] if rp_id else None)
         creds = [
             credential_params(self.auth, self.auth.credentials.from_record(r), r.rp_id)
             for r in records
         ]
         data = json.dumps({"format": "cdp-webauthn-credentials/1", "credentials": creds}, indent=2)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            raise HttpError(409, "that file exists; choose a new name") from None
-        except OSError as e:
-            raise HttpError(400, f"cannot create the file: {e.strerror}") from None
-        with os.fdopen(fd, "w") as f:
-            f.write(data)
-        self._action(f"export {len(creds)} credential(s) to a server file", rp_id)
-        return {"ok": True, "count": len(creds), "path": str(path)}
+        self._action(f"export {len(creds)} credential(s) as a download", rp_id)
+        return Response(200, data.encode(), "application/json", {
+            "Content-Disposition": 'attachment; filename="fido-emu-credentials.json"',
+        })
 
     async def post_import(self, req: Request) -> dict:
+        """The credentials file is the request body (the page uploads it)."""
         from authenticator.rp_testing.cdp_bridge import apply_export
 
-        path = Path(_str(req.json(), "path") or "")
-        if not path.is_absolute():
-            raise HttpError(400, "give an absolute path on the server")
-        try:
-            data = json.loads(path.read_text())
-        except OSError as e:
-            raise HttpError(400, f"cannot read the file: {e.strerror}") from None
-        except ValueError:
-            raise HttpError(400, "the file is not JSON") from None
+        data = req.json()
         creds = data.get("credentials") if isinstance(data, dict) else data
         if not isinstance(creds, list) or not all(isinstance(c, dict) for c in creds):
-            raise HttpError(400, "expected a list of credentials (CDP WebAuthn.Credential)")
+            raise HttpError(400, "send the credentials file as the body: "
+                                 '{"credentials": [CDP WebAuthn.Credential, ...]}')
         try:
             result = apply_export(self.auth, creds)
-        except (KeyError, ValueError, TypeError) as e:
-            raise HttpError(400, f"invalid credential in the file: {type(e).__name__}") from None
+        except (KeyError, ValueError, TypeError, OverflowError) as e:
+            detail = str(e).splitlines()[0][:200] if isinstance(e, ValueError) else ""
+            raise HttpError(400, f"invalid credential: {type(e).__name__} {detail}".strip()) from None
         self._action(f"import: {len(result.added)} added, {len(result.counters)} counters moved")
         self._publish("changed", "credentials")
         return {"ok": True, "added": len(result.added), "counters": len(result.counters)}
@@ -421,7 +517,7 @@ class Dashboard:
         """The PIN arrives once in this body; it is neither logged nor returned."""
         from fido2.ctap2 import ClientPin
 
-        body = req.json()
+        body = req.json_object()
         action = _str(body, "action", limit=16)
         new = _str(body, "newPin", limit=256) or ""
         current = _str(body, "currentPin", required=action == "change", limit=256)
@@ -443,7 +539,7 @@ class Dashboard:
         return {"ok": True}
 
     async def post_reset(self, req: Request) -> dict:
-        if req.json().get("confirm") != "RESET":
+        if req.json_object().get("confirm") != "RESET":
             raise HttpError(400, 'confirm with {"confirm": "RESET"}')
         await self._ctap(lambda ctap: ctap.reset())
         self._publish("changed", "credentials")
@@ -455,7 +551,7 @@ class Dashboard:
         return {"ok": True}
 
     async def post_faults(self, req: Request) -> dict:
-        body = req.json()
+        body = req.json_object()
         faults = self.auth.faults
         if body.get("clear"):
             faults.clear()
@@ -476,7 +572,7 @@ class Dashboard:
 
     # -- POST: hybrid ---------------------------------------------------------------------
     async def post_hybrid(self, req: Request) -> dict:
-        body = req.json()
+        body = req.json_object()
         return self._start_hybrid(_str(body, "qr", limit=2048) or "", body.get("tunnelUrl"))
 
     async def post_hybrid_image(self, req: Request) -> dict:
@@ -497,6 +593,21 @@ class Dashboard:
         if text is None:
             raise HttpError(400, "no FIDO:/ QR code in that image")
         return self._start_hybrid(text, req.query.get("tunnelUrl"))
+
+    async def post_hybrid_qr(self, req: Request) -> Response:
+        """Render a ``FIDO:/`` text as a PNG QR code (the desktop's side of hybrid)."""
+        text = (_str(req.json_object(), "text", limit=2048) or "").strip()
+        if not text.upper().startswith("FIDO:/") or not text[6:].isdigit():
+            raise HttpError(400, "text must be a FIDO:/ hybrid QR text (digits after FIDO:/)")
+        try:
+            import io
+
+            import segno
+        except ImportError:
+            raise HttpError(501, "QR images need the hybrid extra (segno)") from None
+        png = io.BytesIO()
+        segno.make(text, micro=False).save(png, kind="png", scale=8, border=4)
+        return Response(200, png.getvalue(), "image/png")
 
     def _start_hybrid(self, text: str, tunnel_url: Any) -> dict:
         try:
@@ -545,10 +656,12 @@ class Dashboard:
         "/api/credentials": get_credentials,
         "/api/credentials/public.json": get_public_export,
         "/api/log": get_log,
+        "/api/log.json": get_log_export,
         "/api/events": get_events,
     }
     POST_ROUTES = {
         "/api/presence": post_presence,
+        "/api/presence/mode": post_presence_mode,
         "/api/credentials/delete": post_delete,
         "/api/credentials/update": post_update,
         "/api/credentials/export": post_export,
@@ -559,6 +672,7 @@ class Dashboard:
         "/api/faults": post_faults,
         "/api/hybrid": post_hybrid,
         "/api/hybrid/image": post_hybrid_image,
+        "/api/hybrid/qr": post_hybrid_qr,
     }
 
 
@@ -574,8 +688,9 @@ FRIENDLY = {
 }
 
 LOGIN_HINT = """<!doctype html><meta charset="utf-8"><title>fido-emu dashboard</title>
-<p>This dashboard needs its token. Open <code>/?token=TOKEN</code> once (the token was printed
-when <code>fido-emu run --dashboard</code> started, or is in <code>--dashboard-token-file</code>).
+<p>This dashboard needs its token. Open the URL with <code>?token=</code> that
+<code>fido-emu run --dashboard</code> printed, or <code>/?token=TOKEN</code> with the token from
+its token file.
 """
 
 

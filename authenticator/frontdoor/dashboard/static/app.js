@@ -33,8 +33,10 @@ async function api(path, body, extra = {}) {
       opts.body = JSON.stringify(body);
     }
   }
-  Object.assign(opts.headers, extra);
+  const { raw, ...headers } = extra;
+  Object.assign(opts.headers, headers);
   const r = await fetch(path, opts);
+  if (raw) return r;
   const data = await r.json().catch(() => ({}));
   if (!r.ok) throw new Error(data.error || `${r.status} ${r.statusText}`);
   return data;
@@ -63,15 +65,17 @@ async function act(fn, okMessage) {
   }
 }
 
-const fmtTime = (t) => {
-  if (!t) return "—";
+// ISO 8601 in local time with the zone offset, e.g. 2026-12-03T09:14:07+01:00
+const pad = (n, w = 2) => String(Math.trunc(Math.abs(n))).padStart(w, "0");
+function iso(t, ms = false) {
   const d = new Date(t * 1000);
-  return d.toLocaleString(undefined, { hour12: false });
-};
-const clock = (t) => {
-  const d = new Date(t * 1000);
-  return d.toTimeString().slice(0, 8) + "." + String(d.getMilliseconds()).padStart(3, "0");
-};
+  const off = -d.getTimezoneOffset();
+  const zone = off === 0 ? "Z" : `${off > 0 ? "+" : "-"}${pad(off / 60)}:${pad(off % 60)}`;
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:` +
+    `${pad(d.getMinutes())}:${pad(d.getSeconds())}${ms ? "." + pad(d.getMilliseconds(), 3) : ""}${zone}`;
+}
+const fmtTime = (t) => (t ? iso(t) : "—");
+const clock = (t) => iso(t, true);
 
 // -- tabs ---------------------------------------------------------------------------------
 function showTab(name) {
@@ -151,7 +155,7 @@ function credentialRow(c) {
     el("td", { class: "mono", title: c.credentialId }, c.credentialId.slice(0, 16) + "…"),
     el("td", {}, c.algorithm),
     el("td", {}, fmtTime(c.created)),
-    el("td", {}, fmtTime(c.lastUsed)),
+    el("td", { class: "last-used" }, fmtTime(c.lastUsed)),
     el("td", { class: "counter" }, String(c.counter)),
     el("td", {}, c.discoverable ? "yes" : "no"),
     el("td", {}, String(c.credProtect)),
@@ -163,14 +167,25 @@ function credentialRow(c) {
 
 $("#export-form").addEventListener("submit", (e) => {
   e.preventDefault();
-  const body = { path: $("#export-path").value };
+  const body = {};
   if ($("#export-rp").value) body.rpId = $("#export-rp").value;
-  act(() => api("/api/credentials/export", body), (r) => `Exported ${r.count} credential(s) to ${r.path}`);
+  act(async () => {
+    const r = await api("/api/credentials/export", body, { raw: true });
+    if (!r.ok) throw new Error((await r.json().catch(() => ({}))).error || `${r.status}`);
+    const blob = await r.blob();
+    const a = el("a", { href: URL.createObjectURL(blob), download: "fido-emu-credentials.json" });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+  }, "Downloaded (it holds private keys: keep it secret)");
 });
-$("#import-form").addEventListener("submit", (e) => {
-  e.preventDefault();
-  act(() => api("/api/credentials/import", { path: $("#import-path").value }),
+$("#import-file").addEventListener("change", (e) => {
+  const file = e.target.files[0];
+  if (!file) return;
+  act(() => api("/api/credentials/import", new Blob([file], { type: "application/json" })),
     (r) => `Imported: ${r.added} added, ${r.counters} counters moved`);
+  e.target.value = "";
 });
 
 // -- device -------------------------------------------------------------------------------
@@ -179,7 +194,8 @@ let resetDeadline = null;
 function renderState(s) {
   state = s;
   $("#summary").textContent = `${s.profile} · ${s.transportsUp.join(", ") || "no transport"} · ` +
-    `${s.discoverable} discoverable · presence: ${s.presence.web ? "web" : s.presence.source}`;
+    `${s.discoverable} discoverable`;
+  if (s.presence.mode) $("#presence-mode").value = s.presence.mode;
   const pin = !s.pin.supported ? "not supported" : s.pin.set
     ? `set · ${s.pin.retries} of ${s.pin.maxRetries} retries left` : "not set";
   const rows = [
@@ -193,7 +209,7 @@ function renderState(s) {
     ["PIN", pin],
     ["Minimum PIN length", String(s.pin.minLength) + (s.pin.forceChange ? " (change required)" : "")],
     ["Discoverable credentials", `${s.discoverable} of ${s.maxDiscoverable}`],
-    ["Presence", `${s.presence.source}, timeout ${s.presence.timeout} s`],
+    ["Presence", `${s.presence.mode || "—"} (ask: ${s.presence.source}), timeout ${s.presence.timeout} s`],
     ["Active faults", s.faults.active.join(", ") || "none"],
   ];
   $("#device").replaceChildren(...rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", { class: "mono" }, v))));
@@ -251,11 +267,17 @@ $("#faults-clear").addEventListener("click", () => act(() => api("/api/faults", 
 const logRows = [];
 function isOk(status) { return status === "OK" || status === "SW 9000"; }
 function logRow(e) {
+  const d = e.details || {};
+  const id = d.credential_id || "";
   return el("tr", { dataset: { command: e.command, transport: e.transport, kind: e.kind } },
     el("td", { class: "mono" }, clock(e.time)),
     el("td", {}, e.transport),
     el("td", {}, e.command),
     el("td", {}, e.rp_id || "—"),
+    el("td", { class: "user" }, d.user || "—"),
+    el("td", { class: "mono credential", title: id }, id ? id.slice(0, 8) + "…" : "—"),
+    el("td", { class: "mono flags" }, d.flags || "—"),
+    el("td", { class: "mono counter" }, d.counter === undefined ? "—" : String(d.counter)),
     el("td", { class: isOk(e.status) ? "status-ok" : "status-error" }, e.status),
     el("td", { class: "mono" }, e.duration_ms.toFixed(1)));
 }
@@ -265,7 +287,9 @@ function matches(e) {
   if (s === "ok" && !isOk(e.status)) return false;
   if (s === "error" && isOk(e.status)) return false;
   if (!q) return true;
-  return [e.command, e.rp_id, e.transport, e.status].some((v) => v && v.toLowerCase().includes(q));
+  const d = e.details || {};
+  return [e.command, e.rp_id, e.transport, e.status, d.user, d.credential_id]
+    .some((v) => v && v.toLowerCase().includes(q));
 }
 function addLog(e) {
   logRows.push(e);
@@ -301,6 +325,20 @@ $("#hybrid-image").addEventListener("change", (e) => {
   e.target.value = "";
 });
 
+$("#qr-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  act(async () => {
+    const r = await api("/api/hybrid/qr", { text: $("#qr-text").value.trim() }, { raw: true });
+    if (!r.ok) throw new Error((await r.json().catch(() => ({}))).error || `${r.status}`);
+    const img = $("#qr-image");
+    if (img.src) URL.revokeObjectURL(img.src);
+    img.src = URL.createObjectURL(await r.blob());
+    img.hidden = false;
+  });
+});
+$("#presence-mode").addEventListener("change", (e) =>
+  act(() => api("/api/presence/mode", { mode: e.target.value }), (r) => `Presence: ${r.mode}`));
+
 // -- data flow ----------------------------------------------------------------------------
 async function refresh() {
   try {
@@ -334,6 +372,7 @@ function connect() {
   es.addEventListener("presence", (m) => renderPresence(JSON.parse(m.data)));
   es.addEventListener("changed", refreshSoon);
   es.addEventListener("hybrid", (m) => renderHybrid(JSON.parse(m.data)));
+  es.addEventListener("presenceMode", (m) => { $("#presence-mode").value = JSON.parse(m.data); });
 }
 
 const initialTab = (location.hash || "").slice(1);

@@ -50,20 +50,25 @@ class Reply:
 
 
 async def http(
-    port: int,
+    target: Any,
     method: str,
     path: str,
     body: Any = None,
     headers: dict[str, str | None] | None = None,
     host: str = "127.0.0.1",
 ) -> Reply:
-    """One request. POSTs carry the page's CSRF header and Origin unless ``headers`` says
-    otherwise (a value of None removes a header)."""
+    """One request to ``target`` (a port, or a server with ``port`` and ``token``: then the
+    token header goes along). POSTs carry the page's CSRF header and Origin unless
+    ``headers`` says otherwise (a value of None removes a header)."""
+    port = target if isinstance(target, int) else target.port
+    token = None if isinstance(target, int) else target.token
     if isinstance(body, bytes):
         data = body
     else:
         data = json.dumps(body).encode() if body is not None else b""
     h: dict[str, str | None] = {"Host": f"{host}:{port}", "Content-Length": str(len(data))}
+    if token:
+        h["X-Fido-Emu-Token"] = token
     if method == "POST":
         h.update({
             "Content-Type": "application/json",
@@ -75,7 +80,7 @@ async def http(
     head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items() if v is not None)
     writer.write(head.encode() + b"\r\n" + data)
     await writer.drain()
-    raw = await asyncio.wait_for(reader.read(), timeout=30)
+    raw = await asyncio.wait_for(read_response(reader), timeout=30)
     writer.close()
     head_bytes, _, payload = raw.partition(b"\r\n\r\n")
     lines = head_bytes.decode("latin-1").split("\r\n")
@@ -85,3 +90,16 @@ async def http(
         k, _, v = line.partition(":")
         out[k.strip().lower()] = v.strip()
     return Reply(status, out, payload)
+
+
+async def read_response(reader: asyncio.StreamReader) -> bytes:
+    """One response: up to Content-Length, or to EOF (the server may keep the connection)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = None
+    for line in head.decode("latin-1").split("\r\n")[1:]:
+        k, _, v = line.partition(":")
+        if k.strip().lower() == "content-length":
+            length = int(v.strip())
+    if length is None:
+        return head + await reader.read()
+    return head + await reader.readexactly(length)

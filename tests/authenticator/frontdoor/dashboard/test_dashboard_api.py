@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import hashlib
 import json
 import os
 import stat
@@ -71,12 +72,12 @@ async def test_presence_approve_and_deny_through_the_api(dash: Dashboard):
     assert (req["command"], req["rpId"], req["user"], req["transport"]) == (
         "makeCredential", "example.com", "alice", "dashboard")
     assert req["deadline"] - req["created"] == pytest.approx(30)
-    r = await http(dash.port, "POST", "/api/presence", {"id": req["id"], "answer": "approve"})
+    r = await http(dash, "POST", "/api/presence", {"id": req["id"], "answer": "approve"})
     assert r.status == 200
     cred_id = await task
     assert dash.auth.store.get_credential(cred_id) is not None
     # answering again: it is gone
-    r = await http(dash.port, "POST", "/api/presence", {"id": req["id"], "answer": "deny"})
+    r = await http(dash, "POST", "/api/presence", {"id": req["id"], "answer": "deny"})
     assert r.status == 409
 
     task = asyncio.ensure_future(asyncio.to_thread(register, device, "bob"))
@@ -90,7 +91,7 @@ async def test_presence_approve_and_deny_through_the_api(dash: Dashboard):
 
 async def test_credentials_listed_without_secrets_renamed_and_deleted(dash: Dashboard):
     cred_id = await registered(dash, "alice")
-    r = await http(dash.port, "GET", "/api/credentials")
+    r = await http(dash, "GET", "/api/credentials")
     [rp] = r.json()
     [c] = rp["credentials"]
     assert rp["rpId"] == "example.com"
@@ -100,18 +101,18 @@ async def test_credentials_listed_without_secrets_renamed_and_deleted(dash: Dash
     text = r.body.decode().lower()
     assert "sealed" not in text and "private" not in text
 
-    r = await http(dash.port, "POST", "/api/credentials/update",
+    r = await http(dash, "POST", "/api/credentials/update",
                    {"credentialId": b64url(cred_id), "name": "alice2", "displayName": ""})
     assert r.status == 200
     rec = dash.auth.store.get_credential(cred_id)
     assert (rec.user_name, rec.user_display_name, rec.user_id) == ("alice2", None, b"alice")
 
     dash.auth.counters.next(cred_id)
-    r = await http(dash.port, "POST", "/api/credentials/delete", {"credentialId": b64url(cred_id)})
+    r = await http(dash, "POST", "/api/credentials/delete", {"credentialId": b64url(cred_id)})
     assert r.status == 200
     assert dash.auth.store.get_credential(cred_id) is None
     assert dash.auth.store.load_counter(cred_id) is None
-    assert (await http(dash.port, "POST", "/api/credentials/delete",
+    assert (await http(dash, "POST", "/api/credentials/delete",
                        {"credentialId": b64url(cred_id)})).status == 404
     assert any(e["command"] == "delete credential" for e in dash.log)
 
@@ -130,21 +131,49 @@ async def test_forged_requests_are_refused_and_change_nothing(dash: Dashboard):
         {"Host": "evil.example", "Origin": "http://evil.example"},  # DNS rebinding
     ]
     for headers in forged:
-        r = await http(port, "POST", "/api/credentials/delete", body, headers)
+        r = await http(dash, "POST", "/api/credentials/delete", body, headers)
         assert r.status == 403, headers
-    assert (await http(port, "GET", "/api/credentials", headers={"Host": "rebind.example"})).status == 403
-    assert (await http(port, "GET", "/api/credentials",
+    assert (await http(dash, "GET", "/api/credentials", headers={"Host": "rebind.example"})).status == 403
+    assert (await http(dash, "GET", "/api/credentials",
                        headers={"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "cors"})).status == 403
     assert dash.auth.store.get_credential(cred_id) is not None
     # other verbs and the faults: still nothing changed
-    r = await http(port, "POST", "/api/faults", {"arm": "bad-signature"}, {"Origin": "http://evil.example"})
+    r = await http(dash, "POST", "/api/faults", {"arm": "bad-signature"}, {"Origin": "http://evil.example"})
     assert r.status == 403 and dash.auth.faults.active() == []
     # a non-browser client with the custom header and no Origin is fine
-    r = await http(port, "POST", "/api/faults", {"arm": "up-0"}, {"Origin": None})
+    r = await http(dash, "POST", "/api/faults", {"arm": "up-0"}, {"Origin": None})
     assert r.status == 200 and dash.auth.faults.active() == ["up-0"]
 
 
-async def test_token_required_everywhere_when_configured(tmp_path):
+ROUTES = [("GET", "/"), ("GET", "/api/state"), ("GET", "/api/events"), ("GET", "/api/log"),
+          ("GET", "/api/credentials"), ("GET", "/static/app.js"), ("POST", "/api/faults"),
+          ("POST", "/api/presence"), ("POST", "/api/credentials/export"),
+          ("POST", "/api/credentials/import"), ("POST", "/api/credentials/delete"),
+          ("POST", "/api/reset"), ("POST", "/api/power-cycle"), ("POST", "/api/presence/mode")]
+
+
+async def test_D1_loopback_dashboard_needs_the_token_on_every_request(dash: Dashboard):
+    """Issue 13 D1: any local process had full control of a loopback dashboard."""
+    cred_id = await registered(dash, "alice")
+    port = dash.port
+    power_up = dash.auth.power_up_time
+    for method, path in ROUTES:
+        body = {"arm": "up-0", "credentialId": b64url(cred_id), "mode": "deny"}
+        for headers in ({"X-Fido-Emu-Token": None}, {"X-Fido-Emu-Token": "x" * len(dash.token)},
+                        {"X-Fido-Emu-Token": None, "Authorization": "Bearer nope"}):
+            r = await http(port, method, path, body if method == "POST" else None, headers)
+            assert r.status == 401, (method, path, headers)
+            assert b"privateKey" not in r.body
+    assert dash.auth.faults.active() == [] and dash.auth.power_up_time == power_up
+    assert dash.auth.store.get_credential(cred_id) is not None
+    assert dash.switch is not None and dash.switch.mode == "ask"
+    # the token in a header or as a bearer token works
+    assert (await http(dash, "GET", "/api/state")).status == 200
+    r = await http(port, "GET", "/api/state", headers={"Authorization": f"Bearer {dash.token}"})
+    assert r.status == 200 and dash.token not in r.body.decode()
+
+
+async def test_token_login_cookie_and_token_file(tmp_path):
     token_file = tmp_path / "token"
     token = load_token(token_file)  # created, 0600
     assert stat.S_IMODE(os.stat(token_file).st_mode) == 0o600 and load_token(token_file) == token
@@ -152,15 +181,7 @@ async def test_token_required_everywhere_when_configured(tmp_path):
     d = Dashboard(auth, port=0, token=token)
     await d.start()
     try:
-        for method, path in [("GET", "/"), ("GET", "/api/state"), ("GET", "/api/events"),
-                             ("GET", "/static/app.js"), ("POST", "/api/faults")]:
-            r = await http(d.port, method, path, {"arm": "up-0"} if method == "POST" else None)
-            assert r.status == 401, path
-            r = await http(d.port, method, path, {"arm": "up-0"} if method == "POST" else None,
-                           {"X-Fido-Emu-Token": "x" * len(token)})
-            assert r.status == 401, path
-        assert auth.faults.active() == []
-        r = await http(d.port, "GET", "/api/state", headers={"X-Fido-Emu-Token": token})
+        r = await http(d, "GET", "/api/state")
         assert r.status == 200 and "token" not in r.body.decode().lower().replace("tokenrequired", "")
         # ?token= logs in: an HttpOnly SameSite=Strict cookie, then a redirect that drops it
         r = await http(d.port, "GET", f"/?token={token}")
@@ -168,6 +189,7 @@ async def test_token_required_everywhere_when_configured(tmp_path):
         cookie = r.headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
         assert (await http(d.port, "GET", "/?token=wrong")).status == 401
+        assert (await http(d.port, "GET", f"/api/state?token={token}")).status == 401  # page only
         jar = cookie.split(";")[0]
         r = await http(d.port, "POST", "/api/faults", {"arm": "up-0"}, {"Cookie": jar})
         assert r.status == 200 and auth.faults.active() == ["up-0"]
@@ -179,26 +201,34 @@ async def test_token_required_everywhere_when_configured(tmp_path):
         await d.close()
 
 
-async def test_non_loopback_binding_generates_a_token(capsys):
+@pytest.mark.parametrize("bind", ["127.0.0.1", "0.0.0.0"])
+async def test_start_prints_a_reachable_url_with_the_token_and_writes_a_0600_token_file(
+        bind, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     with pytest.raises(ValueError):
-        AccessPolicy.for_binding("0.0.0.0", 1, None)
+        AccessPolicy.for_binding("127.0.0.1", 1, None)
     auth = Authenticator(Config(), MemoryStore(), AutoApprove())
-    args = argparse.Namespace(dashboard="0.0.0.0:0", dashboard_token_file=None)
+    args = argparse.Namespace(dashboard=f"{bind}:0", dashboard_token_file=None)
     d = await start_dashboard(auth, args)
     try:
         printed = capsys.readouterr().err
-        assert "?token=" in printed
-        token = printed.split("?token=")[1].split()[0]
+        url = printed.split("dashboard on ")[1].split()[0]
+        assert url.startswith(f"http://127.0.0.1:{d.port}/?token=")  # never 0.0.0.0
+        token = url.split("?token=")[1]
+        token_file = tmp_path / "fido-emu" / f"dashboard-{d.port}.token"
+        assert str(token_file) in printed and token_file.read_text().strip() == token
+        assert stat.S_IMODE(os.stat(token_file).st_mode) == 0o600
         assert (await http(d.port, "GET", "/api/state")).status == 401
-        r = await http(d.port, "POST", "/api/power-cycle", {})
-        assert r.status == 401
+        assert (await http(d.port, "POST", "/api/power-cycle", {})).status == 401
         r = await http(d.port, "GET", "/api/state", headers={"X-Fido-Emu-Token": token})
         assert r.status == 200
     finally:
         await d.close()
+    assert not token_file.exists()
 
 
-async def test_prompt_presence_races_the_web_buttons():
+async def test_prompt_presence_races_the_web_buttons(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     class Never:
         async def request_presence(self, request):
             await asyncio.Event().wait()
@@ -210,7 +240,8 @@ async def test_prompt_presence_races_the_web_buttons():
     args = argparse.Namespace(dashboard="127.0.0.1:0", dashboard_token_file=None)
     d = await start_dashboard(auth, args)
     try:
-        assert isinstance(auth.presence, FirstOf) and d.web is not None
+        assert d.switch is not None and d.switch.mode == "ask"
+        assert isinstance(d.switch.ask_source, FirstOf) and d.web is not None
         cred = asyncio.ensure_future(registered(d, "carol"))
         assert await asyncio.wait_for(cred, 10)
     finally:
@@ -218,18 +249,18 @@ async def test_prompt_presence_races_the_web_buttons():
 
 
 async def test_pin_set_and_change_are_ctap_and_never_echoed(dash: Dashboard):
-    r = await http(dash.port, "POST", "/api/pin", {"action": "set", "newPin": "12"})
+    r = await http(dash, "POST", "/api/pin", {"action": "set", "newPin": "12"})
     assert r.status == 400 and not dash.auth.pin.is_set
-    r = await http(dash.port, "POST", "/api/pin", {"action": "set", "newPin": PIN})
+    r = await http(dash, "POST", "/api/pin", {"action": "set", "newPin": PIN})
     assert r.status == 200 and dash.auth.pin.is_set and PIN not in r.body.decode()
-    r = await http(dash.port, "POST", "/api/pin",
+    r = await http(dash, "POST", "/api/pin",
                    {"action": "change", "currentPin": "0000", "newPin": "pin-Bravo8"})
     assert r.status == 409 and "PIN_INVALID" in r.json()["error"]
     assert dash.auth.pin.retries == 7
-    r = await http(dash.port, "POST", "/api/pin",
+    r = await http(dash, "POST", "/api/pin",
                    {"action": "change", "currentPin": PIN, "newPin": "pin-Bravo8"})
     assert r.status == 200
-    state = (await http(dash.port, "GET", "/api/state")).json()
+    state = (await http(dash, "GET", "/api/state")).json()
     assert state["pin"]["set"] and state["pin"]["retries"] == 8
     commands = [e["command"] for e in dash.log]
     assert "clientPIN" in commands and "PIN changed" in commands
@@ -240,12 +271,12 @@ async def test_pin_set_and_change_are_ctap_and_never_echoed(dash: Dashboard):
 async def test_reset_needs_the_window_and_presence(dash: Dashboard):
     await registered(dash, "alice")
     dash.auth.power_up_time -= 60  # long after power-up
-    r = await http(dash.port, "POST", "/api/reset", {"confirm": "RESET"})
+    r = await http(dash, "POST", "/api/reset", {"confirm": "RESET"})
     assert r.status == 409 and "NOT_ALLOWED" in r.json()["error"]
-    assert (await http(dash.port, "POST", "/api/reset", {})).status == 400
+    assert (await http(dash, "POST", "/api/reset", {})).status == 400
     assert dash.auth.store.count_discoverable() == 1
-    assert (await http(dash.port, "POST", "/api/power-cycle", {})).status == 200
-    task = asyncio.ensure_future(http(dash.port, "POST", "/api/reset", {"confirm": "RESET"}))
+    assert (await http(dash, "POST", "/api/power-cycle", {})).status == 200
+    task = asyncio.ensure_future(http(dash, "POST", "/api/reset", {"confirm": "RESET"}))
     req = await answer_next(dash.web)
     assert req["command"] == "reset"
     assert (await task).status == 200
@@ -261,45 +292,72 @@ async def test_faults_toggle(dash: Dashboard):
         ({"arm": "error=PIN_INVALID"}, ["error=0x31"]),
         ({"clear": True}, []),
     ]:
-        r = await http(dash.port, "POST", "/api/faults", body)
+        r = await http(dash, "POST", "/api/faults", body)
         assert r.status == 200 and r.json()["active"] == active, body
-    assert (await http(dash.port, "POST", "/api/faults", {"arm": "nonsense"})).status == 400
+    assert (await http(dash, "POST", "/api/faults", {"arm": "nonsense"})).status == 400
 
 
-async def test_export_writes_keys_only_to_a_server_file(dash: Dashboard, tmp_path):
+async def test_D1_export_and_import_never_touch_a_client_named_server_path(
+        dash: Dashboard, tmp_path):
+    """Issue 13 D1: export wrote every private key to a server path of the client's choice;
+    import told whether a path exists, is JSON or is a directory."""
+    await registered(dash, "alice")
+    target = tmp_path / "stolen.json"
+    r = await http(dash, "POST", "/api/credentials/export", {"path": str(target)})
+    assert not target.exists()
+    assert r.status == 400 and str(tmp_path) not in r.body.decode()
+    # the same attack with an injected user name through import, then export
+    evil = tmp_path / "evil.json"
+    payload = {"credentials": [{"credentialId": b64url(b"x" * 16), "rpId": "evil.example",
+                                "isResidentCredential": True, "userName": "$(touch /tmp/pwn)",
+                                "userHandle": b64url(b"u"), "signCount": 0,
+                                "privateKey": "not a key"}]}
+    evil.write_text(json.dumps(payload))
+    answers = set()
+    for path in ["/etc/passwd", "/nonexistent/x.json", str(tmp_path), str(evil), "relative"]:
+        r = await http(dash, "POST", "/api/credentials/import", {"path": path})
+        answers.add((r.status, r.body))
+    assert len(answers) == 1, answers  # nothing about the file system leaks
+    [(status, body)] = answers
+    assert status == 400 and b"nonexistent" not in body and b"passwd" not in body
+    assert dash.auth.store.get_credential(b"x" * 16) is None
+    assert [p.name for p in tmp_path.iterdir()] == ["evil.json"]
+
+
+async def test_export_is_a_download_and_import_an_upload(dash: Dashboard):
     cred_id = await registered(dash, "alice")
-    target = tmp_path / "export.json"
-    r = await http(dash.port, "POST", "/api/credentials/export", {"path": "relative.json"})
-    assert r.status == 400
-    r = await http(dash.port, "POST", "/api/credentials/export", {"path": str(target)})
-    assert r.status == 200 and r.json()["count"] == 1 and "privateKey" not in r.body.decode()
-    assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
-    [exported] = json.loads(target.read_text())["credentials"]
+    r = await http(dash, "POST", "/api/credentials/export", {})
+    assert r.status == 200 and "attachment" in r.headers["content-disposition"]
+    [exported] = r.json()["credentials"]
     assert exported["rpId"] == "example.com" and exported["privateKey"]
-    assert (await http(dash.port, "POST", "/api/credentials/export", {"path": str(target)})).status == 409
-    public = await http(dash.port, "GET", "/api/credentials/public.json")
+    # a GET (a navigation or an <img>) does not export
+    assert (await http(dash, "GET", "/api/credentials/export")).status == 404
+    public = await http(dash, "GET", "/api/credentials/public.json")
     assert "attachment" in public.headers["content-disposition"]
     assert "privateKey" not in public.body.decode() and b64url(cred_id) in public.body.decode()
 
-    # import into a fresh authenticator through its own dashboard
+    # import into a fresh authenticator through its own dashboard, the file as the body
     other = Authenticator(Config(), MemoryStore(), AutoApprove())
     d2 = Dashboard(other, port=0)
     await d2.start()
     try:
-        r = await http(d2.port, "POST", "/api/credentials/import", {"path": str(target)})
+        r = await http(d2, "POST", "/api/credentials/import", r.body)
         assert r.status == 200 and r.json()["added"] == 1
         assert other.store.get_credential(cred_id).user_name == "alice"
+        r = await http(d2, "POST", "/api/credentials/import", {"credentials": [{"rpId": 1}]})
+        assert r.status == 400 and "\n" not in r.json()["error"]
     finally:
         await d2.close()
 
 
 async def test_live_log_over_sse(dash: Dashboard):
     reader, writer = await asyncio.open_connection("127.0.0.1", dash.port)
-    writer.write(f"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:{dash.port}\r\n\r\n".encode())
+    writer.write(f"GET /api/events HTTP/1.0\r\nHost: 127.0.0.1:{dash.port}\r\n"
+                 f"X-Fido-Emu-Token: {dash.token}\r\n\r\n".encode())
     await writer.drain()
     head = await reader.readuntil(b"\r\n\r\n")
     assert b"text/event-stream" in head
-    assert (await reader.readuntil(b"\n\n")).startswith(b"event: hello")
+    assert (await reader.readuntil(b"\n\n")).startswith(b"retry: 2000\nevent: hello")
     await registered(dash, "dave")
     seen = []
     def is_log(s: bytes) -> bool:
@@ -310,19 +368,26 @@ async def test_live_log_over_sse(dash: Dashboard):
     kinds = [s.split(b"\n")[0] for s in seen]
     assert b"event: presence" in kinds and b"event: log" in kinds
     event = json.loads(next(s for s in seen if is_log(s)).split(b"data: ")[1])
-    assert set(event) == {"kind", "time", "transport", "command", "rp_id", "status", "duration_ms"}
+    assert set(event) == {"kind", "time", "transport", "command", "rp_id", "status", "duration_ms",
+                          "details"}
+    details = event["details"]
+    assert details["user"] == "dave" and details["flags"] == "UP AT" and details["counter"] == 0
+    assert details["credential_id"] == b64url(dash.auth.store.credentials_for_rp(
+        hashlib.sha256(b"example.com").digest())[0].credential_id)
     writer.close()
 
 
 async def test_static_page_and_headers(dash: Dashboard):
-    r = await http(dash.port, "GET", "/")
+    r = await http(dash, "GET", "/")
     assert r.status == 200 and b"/static/app.js" in r.body
     csp = r.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
     assert r.headers["x-frame-options"] == "DENY"
-    assert (await http(dash.port, "GET", "/static/app.js")).status == 200
-    assert (await http(dash.port, "GET", "/static/../server.py")).status == 404
-    assert (await http(dash.port, "DELETE", "/api/state")).status == 403  # no CSRF header
+    assert (await http(dash, "GET", "/static/app.js")).status == 200
+    assert (await http(dash, "GET", "/static/../server.py")).status == 404
+    assert (await http(dash, "DELETE", "/api/state")).status == 403  # no CSRF header
+    r = await http(dash, "DELETE", "/api/state", headers={"X-Fido-Emu-Csrf": "1"})
+    assert r.status == 405
 
 
 @pytest.mark.parametrize("source", ["text", "image"])
@@ -351,15 +416,15 @@ async def test_hybrid_scan_from_qr(source: str):
     try:
         async with TunnelServer() as tunnel:
             client = HybridClient(tunnel_url=tunnel.url(), request_type="mc")
-            r = await http(d.port, "POST", "/api/hybrid", {"qr": "FIDO:/123"})
+            r = await http(d, "POST", "/api/hybrid", {"qr": "FIDO:/123"})
             assert r.status == 400
             if source == "text":
-                r = await http(d.port, "POST", "/api/hybrid",
+                r = await http(d, "POST", "/api/hybrid",
                                {"qr": client.qr_url, "tunnelUrl": tunnel.url()})
             else:
                 png = io.BytesIO()
                 segno.make(client.qr_url, micro=False).save(png, kind="png", scale=6)
-                r = await http(d.port, "POST", f"/api/hybrid/image?tunnelUrl={quote(tunnel.url())}",
+                r = await http(d, "POST", f"/api/hybrid/image?tunnelUrl={quote(tunnel.url())}",
                                png.getvalue(), {"Content-Type": "image/png"})
             assert r.status == 200, r.body
             for _ in range(500):
@@ -382,10 +447,50 @@ async def test_hybrid_scan_from_qr(source: str):
                     break
                 await asyncio.sleep(0.02)
             assert d.hybrid["state"] == "finished", d.hybrid
-        [rp_entry] = (await http(d.port, "GET", "/api/credentials")).json()
+        [rp_entry] = (await http(d, "GET", "/api/credentials")).json()
         assert rp_entry["credentials"][0]["userName"] == "erin"
         assert rp_entry["credentials"][0]["backupEligible"]
-        r = await http(d.port, "POST", "/api/hybrid/image", headers={"Content-Type": "image/png"})
+        r = await http(d, "POST", "/api/hybrid/image", headers={"Content-Type": "image/png"})
         assert r.status == 400
     finally:
         await d.close()
+
+
+async def test_presence_mode_last_used_log_export_and_qr(dash: Dashboard):
+    """Issue 11 item 8: presence mode at run time, "last used", log JSON export, QR image."""
+    from dashboard_support import ORIGIN, Pin
+    from fido2.client import Fido2Client
+    cred_id = await registered(dash, "alice")
+    assert (await http(dash, "POST", "/api/presence/mode", {"mode": "sometimes"})).status == 400
+    r = await http(dash, "POST", "/api/presence/mode", {"mode": "auto"})
+    assert r.status == 200 and dash.switch.mode == "auto"
+    device = LoopDevice(dash.auth, asyncio.get_running_loop())
+
+    def sign_in():
+        from fido2.client import DefaultClientDataCollector
+        client = Fido2Client(device, DefaultClientDataCollector(ORIGIN), Pin(None))
+        return client.get_assertion({"challenge": b"c" * 32, "rpId": "example.com",
+                                     "userVerification": "discouraged"})
+
+    await asyncio.to_thread(sign_in)  # auto: no presence card needed
+    assert not dash.web.pending
+    [rp] = (await http(dash, "GET", "/api/credentials")).json()
+    assert rp["credentials"][0]["lastUsed"] == pytest.approx(dash.log[-1]["time"])
+    await http(dash, "POST", "/api/presence/mode", {"mode": "deny"})
+    with pytest.raises(ClientError):
+        await asyncio.to_thread(sign_in)
+    assert (await http(dash, "GET", "/api/state")).json()["presence"]["mode"] == "deny"
+    r = await http(dash, "GET", "/api/log.json")
+    assert "attachment" in r.headers["content-disposition"]
+    entries = r.json()["entries"]
+    ok = [e for e in entries if e["command"] == "getAssertion" and e["status"] == "OK"]
+    assert ok[0]["details"]["credential_id"] == b64url(cred_id)
+    assert ok[0]["details"]["counter"] >= 1 and "UP" in ok[0]["details"]["flags"]
+    r = await http(dash, "POST", "/api/hybrid/qr", {"text": "FIDO:/0123456789"})
+    if r.status != 501:
+        assert r.status == 200 and r.headers["content-type"] == "image/png"
+        assert r.body.startswith(b"\x89PNG")
+    assert (await http(dash, "POST", "/api/hybrid/qr", {"text": "http://x"})).status == 400
+    await dash.close()  # flushes "last used" into the store
+    saved = json.loads(dash.auth.store.get_state("dashboard.last_used"))
+    assert b64url(cred_id) in saved

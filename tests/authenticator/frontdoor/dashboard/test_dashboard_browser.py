@@ -117,11 +117,17 @@ def test_approve_deny_table_delete_log_and_forgery(fido_chromium, tmp_path):
     context = fido_chromium.new_context(viewport={"width": 1280, "height": 860})
     page = context.new_page()
     try:
-        emu.wait_for("dashboard on")
+        line = emu.wait_for("dashboard on")
+        login = line.split("dashboard on ")[1].split()[0]
+        token = login.split("?token=")[1]
+        assert login == f"{url}?token={token}"
         emu.wait_for("serving profile")
         dev = emu.device()
         ClientPin(Ctap2(dev)).set_pin(PIN)
-        page.goto(url)
+        response = page.goto(url)  # loopback is no excuse: no token, no dashboard (D1)
+        assert response is not None and response.status == 401
+        page.goto(login)
+        assert "token" not in page.url
         page.wait_for_selector("#conn.live")
 
         with ThreadPoolExecutor(1) as pool:
@@ -160,8 +166,10 @@ def test_approve_deny_table_delete_log_and_forgery(fido_chromium, tmp_path):
         # 4. forged requests are refused and change nothing
         body = f'{{"credentialId": "{b64url(alice)}"}}'.encode()
         delete = url + "api/credentials/delete"
-        assert post(delete, body, {"X-Fido-Emu-Csrf": "1", "Origin": "http://evil.example"}) == 403
-        assert post(delete, body, {"Origin": url.rstrip("/")}) == 403  # no custom header
+        assert post(delete, body, {"X-Fido-Emu-Csrf": "1"}) == 401  # no token
+        auth = {"X-Fido-Emu-Token": token}
+        assert post(delete, body, {**auth, "X-Fido-Emu-Csrf": "1", "Origin": "http://evil.example"}) == 403
+        assert post(delete, body, {**auth, "Origin": url.rstrip("/")}) == 403  # no custom header
         status = page.evaluate(
             """async ([id]) => (await fetch('/api/credentials/delete', {method: 'POST',
                  headers: {'Content-Type': 'text/plain'}, body: JSON.stringify({credentialId: id})})).status""",
@@ -196,7 +204,21 @@ def test_approve_deny_table_delete_log_and_forgery(fido_chromium, tmp_path):
         device_text = page.text_content("#device") or ""
         assert "set · 8 of 8 retries left" in device_text and "udp" in device_text
         shot(page, "dashboard-device")
+        # 8. presence mode switched in the page: auto-approve needs no card
+        page.select_option("#presence-mode", "auto")
+        page.wait_for_selector("#device td:has-text('auto (ask')")
+        erin = register(dev, "erin", PIN)
+        page.click("#tabs button[data-tab=log]")
+        page.select_option("#log-status", "")
+        row = page.wait_for_selector(
+            f'#log tbody tr[data-command="makeCredential"]:has-text("{b64url(erin)[:8]}")')
+        text = row.inner_text()
+        assert "erin" in text and "UP UV AT" in text
+        page.select_option("#presence-mode", "ask")
         page.click("#tabs button[data-tab=hybrid]")
+        page.fill("#qr-text", "FIDO:/0123456789")
+        page.click("#qr-form button")
+        page.wait_for_selector("#qr-image:not([hidden])")
         shot(page, "dashboard-hybrid")
         dev.close()
     finally:
