@@ -152,13 +152,30 @@ _wire_log = logging.getLogger("fido_emu.http")  # aiohttp's protocol errors end 
 _wire_log.addFilter(RateLimitedLog())
 
 
+class _AcceptErrors(logging.Filter):
+    """asyncio logs each failed accept() (EMFILE) with a traceback: one line per 10 s."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.limit = RateLimitedLog(burst=1, period=10.0)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("socket.accept() out of system resource"):
+            return self.limit.filter(record)
+        return True
+
+
+_accept_filter = _AcceptErrors()
+BACKLOG = 32  # asyncio accepts up to this many at once before any protocol runs
+
+
 def connection_cap(requested: int = MAX_CONNECTIONS) -> int:
     """Connections we accept at once: leave room under RLIMIT_NOFILE for the store, the
     transports and the listening sockets."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return requested
-    return max(4, min(requested, (soft - 64) // 2))
+    return max(4, min(requested, (soft - 64 - 2 * BACKLOG) // 2))
 
 
 class _Refuse(asyncio.Protocol):
@@ -232,7 +249,9 @@ class HttpServer:
             return server()
 
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(factory, host, port, backlog=128)
+        if _accept_filter not in logging.getLogger("asyncio").filters:
+            logging.getLogger("asyncio").addFilter(_accept_filter)
+        self._server = await loop.create_server(factory, host, port, backlog=BACKLOG)
         sock = self._server.sockets[0].getsockname()
         return sock[0], sock[1]
 
