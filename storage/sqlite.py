@@ -713,10 +713,19 @@ class SqliteStore:
         with self._mutex, self._key_lock():
             _write_key(self.pending_key_path, _encode_key(secret, self._passphrase), exclusive=False)
             with self._write() as db:
-                db.execute("DELETE FROM credentials")
-                db.execute("DELETE FROM counters")
-                db.execute("DELETE FROM state")
+                # without the per-row count triggers (recreated below, same transaction)
+                # the deletes are truncations: a reset costs the same at any size
+                names = [r[0] for r in db.execute(
+                    "SELECT name FROM sqlite_master WHERE type='trigger'").fetchall()]
+                for name in names:
+                    db.execute(f'DROP TRIGGER "{name}"')
+                for table in ("credentials", "rps", "counters", "state"):
+                    db.execute(f"DELETE FROM {table}")
+                db.execute("UPDATE meta SET value=0 WHERE name IN ('discoverable', 'rps')")
                 db.execute("UPDATE meta SET value=? WHERE name='key_check'", (check,))
+                for stmt in SCHEMA:
+                    if stmt.startswith("CREATE TRIGGER"):
+                        db.execute(stmt)
             os.replace(self.pending_key_path, self.key_path)
             _fsync_dir(self.key_path.parent)
             self._secret, self._check = secret, check
