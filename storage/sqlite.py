@@ -200,6 +200,10 @@ def _record_row(rec: CredentialRecord) -> tuple:
 # -- the device key file ----------------------------------------------------------------
 
 
+class StaleStoreError(StoreError):
+    """Another process reset the store in the middle of this handle's command."""
+
+
 class KeyFileError(StoreError):
     """The device key file cannot be used (unreadable, not ours, wrong passphrase)."""
 
@@ -320,6 +324,7 @@ class SqliteStore:
         self._by_rp: dict[bytes, list[CredentialRecord]] = {}
         self._count: int | None = None
         self._held = False
+        self._check: bytes | None = None  # the device key's check value, once known
         with _private_umask():
             # SQLite gives -wal and -shm the database file's mode: make that 0600 first
             os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
@@ -350,7 +355,7 @@ class SqliteStore:
         db = self._db
         if db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
             return
-        with self._write():
+        with self._write(same_key=False):
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise StoreError(
@@ -363,12 +368,21 @@ class SqliteStore:
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (the database's write lock held from its start)."""
+    def _write(self, same_key: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction (the database's write lock held from its start).
+        ``same_key``: refuse it if another process reset the store since this handle last
+        looked, so nothing sealed under the old device key lands in the new store."""
         with self._mutex:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
+                if same_key and self._check is not None:
+                    row = db.execute("SELECT value FROM meta WHERE name='key_check'").fetchone()
+                    if row is None or row[0] != self._check:
+                        raise StaleStoreError(
+                            f"store {self.path} was reset by another process during this "
+                            "command: nothing was written, try again"
+                        )
                 yield db
                 db.execute("COMMIT")
             except BaseException:
@@ -460,7 +474,7 @@ class SqliteStore:
         return primary, check
 
     def _open_key(self) -> tuple[bytes, bytes]:
-        with self._mutex, self._key_lock(), self._write() as db:
+        with self._mutex, self._key_lock(), self._write(same_key=False) as db:
             return self._settle_key(db, create=True)
 
     def _reload_key(self) -> None:
@@ -712,7 +726,7 @@ class SqliteStore:
         check = key_check(secret)
         with self._mutex, self._key_lock():
             _write_key(self.pending_key_path, _encode_key(secret, self._passphrase), exclusive=False)
-            with self._write() as db:
+            with self._write(same_key=False) as db:
                 # without the per-row count triggers (recreated below, same transaction)
                 # the deletes are truncations: a reset costs the same at any size
                 names = [r[0] for r in db.execute(
@@ -750,6 +764,7 @@ __all__ = [
     "KeyFileMissing",
     "SealError",
     "SqliteStore",
+    "StaleStoreError",
     "default_store_path",
     "key_check",
     "open_store",

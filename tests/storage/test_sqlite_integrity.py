@@ -285,7 +285,7 @@ def test_reset_interrupted_before_commit_keeps_the_old_store(tmp_path, monkeypat
 
     real_write = mod.SqliteStore._write
 
-    def broken_write(self):
+    def broken_write(self, same_key=True):
         raise OSError("disk full")
 
     monkeypatch.setattr(mod.SqliteStore, "_write", broken_write)
@@ -520,3 +520,26 @@ def test_d2_the_cli_says_what_to_do_in_one_line_without_a_traceback(tmp_path):
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and str(path) in lines[0] and f"{path}.key" in lines[0], done.stderr
     assert not (tmp_path / "cli.db.key").exists()
+
+
+def test_d12_nothing_sealed_under_the_old_key_lands_after_a_reset_elsewhere(tmp_path):
+    """A reset by another process in the middle of a command: the write that follows is
+    refused (the command fails once), and the next command works under the new key."""
+    from storage.sqlite import StaleStoreError
+
+    path = tmp_path / "r.db"
+    a, b = SqliteStore(path), SqliteStore(path)
+    a.command_begin()
+    rec = sealed_record(a)  # sealed under the key a knows
+    b.wipe()
+    with pytest.raises(StaleStoreError):
+        a.put_credential(rec)
+    with pytest.raises(StaleStoreError):
+        a.set_state("pin.hash", b"sealed under the old key")
+    a.command_end()
+    assert b.count_discoverable() == 0 and b.get_state("pin.hash") is None
+    a.command_begin()
+    assert a.device_secret() == b.device_secret()
+    a.put_credential(sealed_record(a))
+    a.command_end()
+    assert b.count_discoverable() == 1
