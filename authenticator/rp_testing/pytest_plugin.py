@@ -5,7 +5,8 @@ Fixtures:
 * ``fido_authenticator`` - an :class:`Authenticator` (security-key profile) on a temporary
   SQLite store; parametrize the profile with ``@pytest.mark.fido_profile("synced-passkey")``.
 * ``fido_device`` - the same authenticator as a python-fido2 ``CtapDevice``.
-* ``webauthn_client`` - a factory ``webauthn_client(origin)`` returning a
+* ``webauthn_client`` - a factory ``webauthn_client(origin, pin=None, top_origin=None,
+  related_origins=None)`` returning a
   :class:`authenticator.rp_testing.webauthn.WebAuthnClient` that takes and returns WebAuthn L3 JSON.
 * ``fido_chromium`` - (module scope) a headless Chromium launched by Playwright's sync API
   from ``$FIDO_EMU_CHROMIUM`` or ``/usr/bin/chromium``. Skips the test when Chromium or
@@ -24,8 +25,10 @@ Fixtures:
   Selenium driver started with ``options.enable_bidi = True``, to ``fido_authenticator``;
   closed at teardown. Attach before the first navigation.
 
-Helpers for your own browser fixtures: :func:`attach_passkeys` (Playwright sync page, e.g.
-pytest-playwright's ``page``), :func:`attach_passkeys_async` (Playwright async page) and
+Helpers for your own browser fixtures or plain scripts live in
+:mod:`authenticator.rp_testing.browser` (importable without pytest) and are re-exported here:
+:func:`attach_passkeys` (Playwright sync page, e.g. pytest-playwright's ``page``),
+:func:`attach_passkeys_async` (Playwright async page) and
 :func:`attach_passkeys_selenium` (Selenium Chrome/Chromium driver). See
 :mod:`authenticator.rp_testing.cdp_bridge` for what does and does not carry over to the browser.
 
@@ -50,21 +53,21 @@ A complete test of a third-party RP (here at https://rp.example; any URL works):
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import pytest
 
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+# the browser helpers live in a module without pytest; re-exported for existing imports
+from authenticator.rp_testing.browser import (  # noqa: F401
+    CHROMIUM_ARGS,
+    BrowserUnavailable,
+    PasskeySession,
+    attach_passkeys,
+    attach_passkeys_async,
+    attach_passkeys_selenium,
+    find_chromedriver,
+    find_chromium,
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -83,6 +86,7 @@ def fido_authenticator(request: pytest.FixtureRequest, tmp_path_factory: pytest.
     store = SqliteStore(tmp_path_factory.mktemp("fido-emu") / "store.db")
     auth = Authenticator(Config.for_profile(profile), store)
     yield auth
+    auth.counters.release()  # a clean shutdown, like the CLI's
     store.close()
 
 
@@ -99,14 +103,22 @@ def fido_device(fido_authenticator):
 def webauthn_client(fido_device, fido_authenticator):
     from authenticator.rp_testing.webauthn import WebAuthnClient
 
-    def factory(origin: str, pin: str | None = None) -> WebAuthnClient:
+    def factory(
+        origin: str,
+        pin: str | None = None,
+        *,
+        top_origin: str | None = None,
+        related_origins: dict | None = None,
+    ) -> WebAuthnClient:
         cfg = fido_authenticator.config
         return WebAuthnClient(
             fido_device,
             origin,
+            top_origin=top_origin,
             pin=pin,
             transports=list(cfg.transports),
             attachment="platform" if cfg.platform_attachment else "cross-platform",
+            related_origins=related_origins,
         )
 
     return factory
@@ -124,42 +136,10 @@ def browser_unavailable(reason: str) -> NoReturn:
 
 def chromium_executable() -> str:
     """The Chromium binary to drive; skips (or fails) when there is none."""
-    path = os.environ.get("FIDO_EMU_CHROMIUM", "/usr/bin/chromium")
-    if not os.access(path, os.X_OK):
-        browser_unavailable(f"no Chromium at {path} (apt-get install chromium, or set FIDO_EMU_CHROMIUM)")
-    return path
-
-
-def attach_passkeys(page: Any, authenticator: Any, **kw: Any):
-    """Put ``authenticator``'s credentials into a Playwright (sync API) page's tab.
-    Returns the :class:`~authenticator.rp_testing.cdp_bridge.SyncCdpBridge`; call ``.export()``
-    to bring back what the browser created."""
-    from authenticator.rp_testing.cdp_bridge import playwright_sync_bridge
-
-    return playwright_sync_bridge(page, authenticator, **kw)
-
-
-async def attach_passkeys_async(page: Any, authenticator: Any, **kw: Any):
-    """:func:`attach_passkeys` for Playwright's async API; returns a ``CdpBridge``."""
-    from authenticator.rp_testing.cdp_bridge import playwright_bridge
-
-    return await playwright_bridge(page, authenticator, **kw)
-
-
-def attach_passkeys_selenium(driver: Any, authenticator: Any, **kw: Any):
-    """:func:`attach_passkeys` for a Selenium Chrome/Chromium driver (``execute_cdp_cmd``)."""
-    from authenticator.rp_testing.cdp_bridge import selenium_bridge
-
-    return selenium_bridge(driver, authenticator, **kw)
-
-
-@dataclass
-class PasskeySession:
-    """One browser tab with our authenticator attached."""
-
-    page: Any
-    bridge: Any
-    authenticator: Any
+    try:
+        return find_chromium()
+    except BrowserUnavailable as e:
+        browser_unavailable(str(e))
 
 
 @pytest.fixture(scope="module")
