@@ -18,6 +18,7 @@ COMMAND_MODULES = {
     "webauthn": "authenticator.frontdoor.cli.webauthn",
     "demo": "authenticator.frontdoor.cli.demo",
     "run": "authenticator.frontdoor.cli.run",
+    "serve": "authenticator.frontdoor.cli.serve",
     "gadget": "authenticator.frontdoor.cli.run",
     "info": "authenticator.frontdoor.cli.manage",
     "pin": "authenticator.frontdoor.cli.manage",

@@ -49,6 +49,7 @@ class Request:
     headers: dict[str, str]  # lower-case names
     body: bytes = b""
     match: dict[str, str] = field(default_factory=dict)  # path parameters
+    raw_path: str = ""  # still percent-encoded: a path parameter may hold "/" (base64)
 
     @property
     def cookies(self) -> dict[str, str]:
@@ -275,6 +276,7 @@ class HttpServer:
         req = Request(
             method=raw.method.upper(),
             path=raw.path or "/",
+            raw_path=raw.raw_path.split("?", 1)[0],
             query={k: v for k, v in raw.query.items()},
             headers=headers,
         )
