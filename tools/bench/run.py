@@ -34,7 +34,7 @@ sys.path.insert(0, str(HERE))
 
 from measure import Result, markdown  # noqa: E402
 
-GROUPS = ("paths", "scale", "udp", "timers", "extra")
+GROUPS = ("paths", "serve", "scale", "udp", "cli", "timers", "extra")
 
 
 def machine() -> str:
@@ -74,11 +74,31 @@ def timer_cases(quick: bool) -> list[Result]:
     return rows
 
 
+def cli_cost_cases(tmp: Path, quick: bool) -> list[Result]:
+    """tools/bench/cli_cost.py (`fido-emu webauthn get` on a 1k store vs `python -c pass`,
+    alternating, wall and CPU time), run as its own process; its medians become rows."""
+    out = tmp / "cli_cost.json"
+    args = [sys.executable, str(HERE / "cli_cost.py"), "--json", str(out)]
+    if quick:
+        args += ["--runs", "5", "--credentials", "200"]
+    subprocess.run(args, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+    r = json.loads(out.read_text())
+    group = f"CLI start-up (tools/bench/cli_cost.py, median of {r['runs']} alternating runs)"
+    rows = []
+    for kind in ("wall", "cpu"):
+        ms = r[f"webauthn_get_{kind}_ms"]
+        ratio = r[f"ratio_{kind}"]
+        rows.append(Result(f"webauthn get, {r['credentials']} credentials, {kind} time", [ms * 1000],
+                           [ratio], "python -c pass", 6.0,
+                           note=f"python -c pass {r[f'python_c_pass_{kind}_ms']:.0f} ms",
+                           group=group))
+    return rows
+
+
 def extra_cases(tmp: Path, quick: bool) -> list[Result]:
-    """Cases other modules add (cli_cost.py, serve_rate.py): each may define
-    ``run(tmp, quick) -> list[Result]``."""
+    """Cases other modules add: each may define ``run(tmp, quick) -> list[Result]``."""
     results: list[Result] = []
-    for name in ("cli_cost", "serve_rate"):
+    for name in ("serve_rate",):
         if not (HERE / f"{name}.py").exists():
             continue
         module = __import__(name)
@@ -91,6 +111,31 @@ def extra_cases(tmp: Path, quick: bool) -> list[Result]:
         except Exception as e:  # noqa: BLE001 - one broken module must not lose the rest
             print(f"  {name} failed: {type(e).__name__}: {e}", flush=True)
     return results
+
+
+def run_group(group: str, tmp: Path, bench_dir: Path, sizes: list[int], n: int, rounds: int,
+              quick: bool) -> list[Result]:
+    if group == "paths":
+        import paths
+
+        return paths.run(tmp, n, rounds)
+    if group == "scale":
+        import scale
+
+        return scale.run(bench_dir, sizes, n, rounds)
+    if group == "udp":
+        import udp_rtt
+
+        return udp_rtt.run(tmp, n, rounds)
+    if group == "serve":
+        import serve
+
+        return serve.run(tmp, n, rounds)
+    if group == "cli":
+        return cli_cost_cases(tmp, quick)
+    if group == "timers":
+        return timer_cases(quick)
+    return extra_cases(tmp, quick)
 
 
 def main() -> None:
@@ -117,26 +162,16 @@ def main() -> None:
     print(f"fido-emulator bench — {machine()}; load {load_before}", flush=True)
     results: list[Result] = []
     try:
-        if "paths" in only:
-            import paths
-
-            print("paths ...", flush=True)
-            results += paths.run(tmp, n, rounds)
-        if "scale" in only:
-            import scale
-
-            print("store sizes ...", flush=True)
-            results += scale.run(bench_dir, sizes, n, rounds)
-        if "udp" in only:
-            import udp_rtt
-
-            print("udp ...", flush=True)
-            results += udp_rtt.run(tmp, n, rounds)
-        if "timers" in only:
-            print("timers ...", flush=True)
-            results += timer_cases(args.quick)
-        if "extra" in only:
-            results += extra_cases(tmp, args.quick)
+        for group in GROUPS:
+            if group not in only:
+                continue
+            print(f"{group} ...", flush=True)
+            try:
+                results += run_group(group, tmp, bench_dir, sizes, n, rounds, args.quick)
+            except Exception as e:  # noqa: BLE001 - one failing group must not lose the rest
+                print(f"  {group} failed: {type(e).__name__}: {e}", flush=True)
+                results.append(Result(f"{group}: failed ({type(e).__name__}: {e})", [0.0],
+                                      group=group))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     load_after = load()
