@@ -750,11 +750,22 @@ class SqliteStore:
 
 
 def open_store(path: str | os.PathLike[str] | None = None, *, memory: bool = False):
-    """The store the CLI and `fido-emu run` use: SQLite at PATH (or the default), or memory."""
+    """The store the CLI and `fido-emu run` use: SQLite at PATH (or the default), memory,
+    or PostgreSQL for a ``postgresql://`` URL (in PATH or ``FIDO_EMU_STORE``)."""
     if memory or (path is not None and str(path) == ":memory:"):
         from storage.memory import MemoryStore
 
         return MemoryStore()
+    spec = str(path) if path is not None else os.environ.get("FIDO_EMU_STORE", "")
+    if spec.startswith(("postgresql://", "postgres://")):
+        try:  # imported only here: the core CLI stays fast without psycopg
+            from storage.postgres import PostgresStore
+        except ImportError as e:
+            raise StoreError(
+                f"a PostgreSQL store needs the [postgres] extra ({e.name} is missing): "
+                "pip install 'fido-emulator[postgres]'"
+            ) from e
+        return PostgresStore(spec)
     return SqliteStore(path if path is not None else default_store_path())
 
 

@@ -31,6 +31,9 @@ from authenticator import Authenticator, Config
 from storage.memory import MemoryStore
 from transports.inprocess import InProcessDevice
 
+# postgres_cluster / postgres_url: one throwaway PostgreSQL per session (tests/storage/pg_server.py)
+pytest_plugins = ["tests.storage.pg_server"]
+
 ORIGIN = "https://example.com"
 RP = PublicKeyCredentialRpEntity(name="Example RP", id="example.com")
 

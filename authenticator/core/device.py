@@ -173,8 +173,8 @@ class Device:
     # -- signature counters --------------------------------------------------------------
     def counter_key(self, cred: Credential) -> bytes | None:
         mode = self.config.counter_mode
-        if mode == "zero":
-            return None
+        if mode == "zero" or (cred.record is not None and cred.record.extra.get("counter") == "zero"):
+            return None  # imported CXF passkeys keep counter 0 for good (docs/fleet.md)
         return GLOBAL_KEY if mode == "global" else cred.id
 
     def next_counter(self, cred: Credential) -> int:

@@ -30,12 +30,30 @@ def _sqlite(tmp_path) -> StoreFactory:
     return factory
 
 
-STORES = {"memory": _memory, "sqlite": _sqlite}
+def _postgres(tmp_path, request) -> StoreFactory:
+    from storage.postgres import PostgresStore, migrate
+
+    url = request.getfixturevalue("postgres_cluster").new_database()
+    migrate(url)
+    key = tmp_path / "fleet.key"
+    factory = StoreFactory("postgres", lambda: None, persistent=True, spec=("postgres", url, str(key)))
+
+    def open_() -> PostgresStore:
+        store = PostgresStore(url, key_path=key)
+        factory.handles.append(store)
+        return store
+
+    factory.open = open_
+    return factory
+
+
+STORES = {"memory": _memory, "sqlite": _sqlite, "postgres": _postgres}
 
 
 @pytest.fixture(params=sorted(STORES))
 def store_factory(request, tmp_path):
-    factory = STORES[request.param](tmp_path)
+    make = STORES[request.param]
+    factory = make(tmp_path, request) if make is _postgres else make(tmp_path)
     yield factory
     for handle in factory.handles:
         handle.close()

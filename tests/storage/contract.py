@@ -43,6 +43,10 @@ def open_spec(spec: tuple) -> CredentialStore:
         from storage.sqlite import SqliteStore
 
         return SqliteStore(spec[1])
+    if kind == "postgres":
+        from storage.postgres import PostgresStore
+
+        return PostgresStore(spec[1], key_path=spec[2])
     raise ValueError(f"unknown store spec {kind}")
 
 

@@ -28,6 +28,7 @@ COMMAND_MODULES = {
     "attestation": "authenticator.frontdoor.cli.attestation",
     "tunnel-server": "authenticator.frontdoor.cli.hybrid",
     "hybrid": "authenticator.frontdoor.cli.hybrid",
+    "store": "authenticator.frontdoor.cli.store",
 }
 # verb group modules not in the table above (added by other front doors) are still found
 MODULES = list(dict.fromkeys([*COMMAND_MODULES.values(), "authenticator.frontdoor.cli.serve"]))

@@ -27,9 +27,10 @@ def add_store_options(
     NO_CREDENTIALS from a fresh empty store)."""
     p.add_argument(
         "--store",
-        metavar="PATH",
+        metavar="PATH|URL",
         default=None,
-        help=store_help or "credential store (SQLite file; ':memory:' for a throwaway one). "
+        help=store_help or "credential store (SQLite file; postgresql://… for a shared one, "
+        "docs/fleet.md; ':memory:' for a throwaway one). "
         "Default: $FIDO_EMU_STORE or the user data dir"
         + ("; created when missing" if creates else "; must exist unless --create"),
     )
@@ -109,8 +110,8 @@ def make_presence(args: argparse.Namespace) -> Presence:
 
 def store_path(args: argparse.Namespace) -> Path | str:
     """The store the verb uses: --store, $FIDO_EMU_STORE or the user data dir."""
-    path = getattr(args, "store", None)
-    if path == ":memory:":
+    path = getattr(args, "store", None) or os.environ.get("FIDO_EMU_STORE", "")
+    if path == ":memory:" or "://" in path:  # postgresql://… stays a URL
         return path
     if path:
         return Path(path).expanduser()
@@ -121,10 +122,16 @@ def store_path(args: argparse.Namespace) -> Path | str:
 
 
 def open_store_from(args: argparse.Namespace):
-    from storage.sqlite import KeyFileError, open_store
+    from storage.base import StoreError
+    from storage.sqlite import open_store
 
     path = store_path(args)
-    if path != ":memory:" and not getattr(args, "create", True) and not Path(path).exists():
+    if (
+        path != ":memory:"
+        and "://" not in str(path)
+        and not getattr(args, "create", True)
+        and not Path(path).exists()
+    ):
         raise CliError(
             f"no store at {path} (check --store; a write such as 'webauthn create', or "
             "--create, makes one)",
@@ -132,7 +139,7 @@ def open_store_from(args: argparse.Namespace):
         )
     try:
         return open_store(path)
-    except KeyFileError as e:
+    except StoreError as e:  # key file and PostgreSQL errors: one line, no URL password
         raise CliError(str(e), EXIT_STORE) from e
     except Exception as e:  # sqlite3.DatabaseError, PermissionError, ...
         raise CliError(f"cannot open store {path}: {e}", EXIT_STORE) from e

@@ -431,6 +431,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(a, json_output=False)
     _pin_option(a)
     a.set_defaults(func=cmd_credentials)
+    from authenticator.frontdoor.cli.cxf import register_actions as cxf_actions
+
+    cxf_actions(actions, _common, _pin_option)  # export / import (CXF 1.0)
 
     p = sub.add_parser("config", help="authenticatorConfig: alwaysUv, minimum PIN length, EA")
     settings = p.add_subparsers(dest="setting", metavar="SETTING")
