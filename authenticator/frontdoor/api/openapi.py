@@ -54,7 +54,10 @@ def document() -> dict[str, Any]:
                                 "JSON ceremonies. Every request needs the token."},
         "security": [{"header": []}, {"bearer": []}, {"query": []}],
         "paths": {
-            "/openapi.json": {"get": _op("this document")},
+            "/openapi.json": {"get": {"summary": "this document", "responses": {
+                "200": {"description": "OpenAPI 3.1", "content": {"application/json": {
+                    "schema": {"type": "object", "required": ["openapi", "paths"]}}}},
+                "401": {"description": "token missing or wrong"}}}},
             "/webauthn/authenticators": {"get": _op("list the authenticators")},
             "/webauthn/authenticator": {"post": _op("Add Virtual Authenticator", body=_obj({
                 "protocol": {"enum": ["ctap1/u2f", "ctap2", "ctap2_1"]},

@@ -154,12 +154,14 @@ class ApiServer:
             return failure(405, "unknown method", f"{req.method} is not served on {path}")
         return failure(404, "unknown command", f"no route {path}")
 
-    def _entry(self, entry_id: str | None) -> Entry:
+    def _entry(self, entry_id: Any) -> Entry:
         if entry_id is None:
             if len(self.entries) == 1:
                 return next(iter(self.entries.values()))
             raise ApiError(400, "invalid argument", "authenticatorId is required "
                            f"({len(self.entries)} authenticators are served)")
+        if not isinstance(entry_id, str):
+            raise ApiError(400, "invalid argument", "authenticatorId must be a string")
         entry = self.entries.get(entry_id)
         if entry is None:
             raise ApiError(400, "invalid argument", f"no authenticator {entry_id!r}")
@@ -174,15 +176,15 @@ class ApiServer:
     async def add_authenticator(self, req: Request) -> Response:
         body = req.json_object()
         profile = body.get("fidoEmu:profile", self.profile)
-        if profile not in PROFILES:
+        if not isinstance(profile, str) or profile not in PROFILES:
             raise ApiError(400, "invalid argument", f"fidoEmu:profile must be one of {sorted(PROFILES)}")
         overrides: dict[str, Any] = {}
         protocol = body.get("protocol", "ctap2")
-        if protocol not in PROTOCOLS:
+        if not isinstance(protocol, str) or protocol not in PROTOCOLS:
             raise ApiError(400, "invalid argument", f"protocol must be one of {list(PROTOCOLS)}")
         transport = body.get("transport")
         if transport is not None:
-            if transport not in TRANSPORTS:
+            if not isinstance(transport, str) or transport not in TRANSPORTS:
                 raise ApiError(400, "invalid argument", f"transport must be one of {list(TRANSPORTS)}")
             overrides["transports"] = (transport,)
             overrides["platform_attachment"] = transport == "internal"
