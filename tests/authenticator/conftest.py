@@ -8,9 +8,13 @@ or a new process (for SQLite: a new connection to the same file).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Callable
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from fido2.ctap2 import Ctap2
 
 from authenticator import Authenticator, Config
@@ -28,6 +32,13 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def reference_cred_random(device_secret: bytes, credential_id: bytes, uv: bool) -> bytes:
+    """CredRandom as docs/testing.md states it, computed here with cryptography's HKDF:
+    HMAC-SHA256(HKDF(secret, info="fido-emu/cred-random"), uv-byte ‖ credentialId)."""
+    key = HKDF(hashes.SHA256(), 32, salt=None, info=b"fido-emu/cred-random").derive(device_secret)
+    return hmac.new(key, (b"\x01" if uv else b"\x00") + credential_id, hashlib.sha256).digest()
 
 
 @pytest.fixture

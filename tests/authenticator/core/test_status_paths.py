@@ -13,8 +13,6 @@ from hashlib import sha256
 
 import cbor2
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from fido2.cose import CoseKey
 from fido2.ctap import CtapError
 from fido2.ctap2 import ClientPin, Ctap2
@@ -23,7 +21,7 @@ from fido2.hid import CTAPHID
 
 from authenticator import Authenticator, Config
 from authenticator.core.presence import PresenceRequest
-from tests.authenticator.conftest import Clock
+from tests.authenticator.conftest import Clock, reference_cred_random
 from transports.inprocess import InProcessDevice
 
 ERR = CtapError.ERR
@@ -104,13 +102,6 @@ def platform_key(ctap: Ctap2, proto) -> tuple[dict, bytes]:
 
 
 # -- hmac-secret -----------------------------------------------------------------------
-def reference_cred_random(device_secret: bytes, credential_id: bytes, uv: bool) -> bytes:
-    """CredRandom as docs/testing.md states it, computed here with cryptography's HKDF:
-    HMAC-SHA256(HKDF(secret, info="fido-emu/cred-random"), uv-byte ‖ credentialId)."""
-    key = HKDF(hashes.SHA256(), 32, salt=None, info=b"fido-emu/cred-random").derive(device_secret)
-    return hmac.new(key, (b"\x01" if uv else b"\x00") + credential_id, hashlib.sha256).digest()
-
-
 def hmac_input(ctap: Ctap2, proto, salts: bytes, *, tamper_auth: bool = False, **override):
     ka, secret = platform_key(ctap, proto)
     salt_enc = proto.encrypt(secret, salts)
