@@ -176,3 +176,31 @@ def test_cli_serve_prints_its_url_with_a_token(tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
     assert proc.returncode == 0
+
+
+async def test_presence_ask_waits_for_an_answer_over_the_api(api):
+    import asyncio
+
+    await call(api, "POST", "/webauthn/authenticator/default/presence", {"mode": "ask"})
+    options = {"challenge": "AAAAAAAAAAAAAAAAAAAAAA", "rp": {"id": "example.com", "name": "Ex"},
+               "user": {"id": "dQ", "name": "u", "displayName": "U"},
+               "pubKeyCredParams": [{"type": "public-key", "alg": -7}]}
+    for answer, expected in (("deny", 400), ("approve", 200)):
+        task = asyncio.ensure_future(call(api, "POST", "/webauthn/create",
+                                          {"origin": ORIGIN, "options": options}))
+        pending = []
+        for _ in range(500):  # polls the server's state, bounded; no ordering by sleeping
+            pending = (await call(api, "GET", "/webauthn/authenticator/default/presence"))[1]["pending"]
+            if pending:
+                break
+            await asyncio.sleep(0.02)
+        [request] = pending
+        assert request["command"] == "makeCredential" and request["rpId"] == "example.com"
+        status, _ = await call(api, "POST",
+                               f"/webauthn/authenticator/default/presence/{request['id']}",
+                               {"answer": answer})
+        assert status == 200
+        status, result = await task
+        assert status == expected, result
+        if answer == "deny":
+            assert result["name"] == "NotAllowedError"

@@ -494,3 +494,19 @@ async def test_presence_mode_last_used_log_export_and_qr(dash: Dashboard):
     await dash.close()  # flushes "last used" into the store
     saved = json.loads(dash.auth.store.get_state("dashboard.last_used"))
     assert b64url(cred_id) in saved
+
+
+async def test_D7_live_log_streams_end_after_their_lifetime(dash: Dashboard, monkeypatch):
+    """Issue 13 D7: SSE connections never timed out. Each now ends after its lifetime (the
+    page's EventSource reconnects), and its slot is freed."""
+    from authenticator.frontdoor.dashboard import server
+
+    monkeypatch.setattr(server, "EVENT_STREAM_LIFETIME", 0.3)
+    reader, writer = await asyncio.open_connection("127.0.0.1", dash.port)
+    writer.write(f"GET /api/events HTTP/1.0\r\nHost: 127.0.0.1:{dash.port}\r\n"
+                 f"X-Fido-Emu-Token: {dash.token}\r\n\r\n".encode())
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(), 10)  # EOF: the server ended the stream
+    assert b"event: hello" in data
+    writer.close()
+    assert not dash._subscribers

@@ -8,6 +8,7 @@ binary)."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import socket
@@ -220,6 +221,17 @@ def test_approve_deny_table_delete_log_and_forgery(fido_chromium, tmp_path):
         page.click("#qr-form button")
         page.wait_for_selector("#qr-image:not([hidden])")
         shot(page, "dashboard-hybrid")
+
+        # 9. export is a download into the browser, import an upload from it (D1)
+        page.click("#tabs button[data-tab=credentials]")
+        with page.expect_download() as download:
+            page.click("#export-form button")
+        exported = json.loads(Path(download.value.path()).read_text())
+        ids = {c["credentialId"] for c in exported["credentials"]}
+        assert all(c["privateKey"] for c in exported["credentials"]) and len(ids) == 2
+        page.set_input_files("#import-file", download.value.path())
+        page.wait_for_selector("#toast:has-text('Imported')")
+        assert not list(tmp_path.glob("*.json"))  # nothing written on the server side
         dev.close()
     finally:
         context.close()
