@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8766, help="port (default 8766; 0 picks one)")
     p.add_argument("--token-file", metavar="FILE", default=None,
                    help="take the token from FILE (created, mode 0600, if missing)")
-    add_store_options(p)
+    add_store_options(p, creates=True)
     p.set_defaults(func=run, presence="auto")
 
 

@@ -204,3 +204,52 @@ async def test_presence_ask_waits_for_an_answer_over_the_api(api):
         assert status == expected, result
         if answer == "deny":
             assert result["name"] == "NotAllowedError"
+
+
+def test_cli_serve_creates_its_store_and_gives_counter_leases_back(tmp_path):
+    """A stopped ``serve`` leaves counters where the last signature left them."""
+    import json
+    import signal
+    import urllib.request
+
+    store = tmp_path / "new" / "store.db"
+    store.parent.mkdir()
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path)}
+
+    def session(n: int) -> list[int]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "authenticator.frontdoor.cli", "serve", "--port", "0",
+             "--store", str(store)], stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+        counters = []
+        try:
+            line = proc.stderr.readline()
+            assert "serving on" in line, line + proc.stderr.read()
+            url = line.split("serving on ")[1].split()[0]
+            base, token = url.split("?token=")
+
+            def post(path: str, body: dict) -> dict:
+                req = urllib.request.Request(base + path.lstrip("/"), json.dumps(body).encode(),
+                                             {"X-Fido-Emu-Token": token})
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    return json.loads(r.read())["value"]
+
+            if not counters and n == 0:
+                post("/webauthn/create", {"origin": ORIGIN, "options": {
+                    "challenge": "AAAAAAAAAAAAAAAAAAAAAA", "rp": {"id": "example.com", "name": "E"},
+                    "user": {"id": "dQ", "name": "u", "displayName": "U"},
+                    "pubKeyCredParams": [{"type": "public-key", "alg": -7}],
+                    "authenticatorSelection": {"residentKey": "required"}}})
+            for _ in range(2):
+                got = post("/webauthn/get", {"origin": ORIGIN, "options": {
+                    "challenge": "AAAAAAAAAAAAAAAAAAAAAA", "rpId": "example.com"}})
+                import base64
+                data = base64.urlsafe_b64decode(got["response"]["authenticatorData"] + "==")
+                counters.append(int.from_bytes(data[33:37], "big"))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+        assert proc.returncode == 0
+        return counters
+
+    first, second = session(0), session(1)
+    assert first + second == [first[0] + i for i in range(4)]
