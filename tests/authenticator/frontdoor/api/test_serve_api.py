@@ -3,6 +3,7 @@ verified by python-fido2's Fido2Server (an independent RP implementation)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -253,3 +254,39 @@ def test_cli_serve_creates_its_store_and_gives_counter_leases_back(tmp_path):
 
     first, second = session(0), session(1)
     assert first + second == [first[0] + i for i in range(4)]
+
+
+@pytest.mark.parametrize("profile", ["security-key", "synced-passkey", "platform"])
+async def test_py_webauthn_defaults_untouched_against_serve(api, profile):
+    """py_webauthn 3 (an independent RP library) with its default options, through the API."""
+    webauthn = pytest.importorskip("webauthn")
+    from webauthn.helpers import options_to_json
+
+    status, auth_id = await call(api, "POST", "/webauthn/authenticator",
+                                 {"fidoEmu:profile": profile})
+    assert status == 200
+    reg_options = webauthn.generate_registration_options(
+        rp_id="example.com", rp_name="Example", user_name="alice")
+    status, reg = await call(api, "POST", "/webauthn/create", {
+        "authenticatorId": auth_id, "origin": ORIGIN,
+        "options": json.loads(options_to_json(reg_options))})
+    assert status == 200, reg
+    verified = webauthn.verify_registration_response(
+        credential=reg, expected_challenge=reg_options.challenge, expected_rp_id="example.com",
+        expected_origin=ORIGIN)
+    from webauthn.helpers.structs import PublicKeyCredentialDescriptor
+
+    # py_webauthn's default registration asks for no discoverable credential: list it
+    auth_options = webauthn.generate_authentication_options(
+        rp_id="example.com",
+        allow_credentials=[PublicKeyCredentialDescriptor(id=verified.credential_id)])
+    status, assertion = await call(api, "POST", "/webauthn/get", {
+        "authenticatorId": auth_id, "origin": ORIGIN,
+        "options": json.loads(options_to_json(auth_options))})
+    assert status == 200, assertion
+    result = webauthn.verify_authentication_response(
+        credential=assertion, expected_challenge=auth_options.challenge,
+        expected_rp_id="example.com", expected_origin=ORIGIN,
+        credential_public_key=verified.credential_public_key,
+        credential_current_sign_count=verified.sign_count)
+    assert result.new_sign_count >= verified.sign_count
