@@ -231,3 +231,63 @@ def test_pin_and_attestation_direct_verified_by_py_webauthn():
         )
     finally:
         dev.close()
+
+
+def test_timeout_cancels_the_ceremony(monkeypatch):
+    """options.timeout elapses while the authenticator waits for a touch: the client
+    cancels (CTAPHID CANCEL) and rejects with NotAllowedError, as browsers do."""
+    import asyncio
+
+    from authenticator.core.presence import CallbackPresence
+    from authenticator.rp_testing import webauthn as wa
+
+    monkeypatch.setattr(wa, "TIMEOUT_MIN_MS", 0)  # browsers clamp to >= 10 s; not worth waiting
+
+    async def never(request):
+        await asyncio.Event().wait()
+
+    auth = Authenticator(Config.for_profile("security-key"), presence=CallbackPresence(never))
+    dev = InProcessDevice(auth)
+    try:
+        with pytest.raises(WebAuthnError) as e:
+            WebAuthnClient(dev, "https://example.com").create(creation(timeout=50))
+        assert e.value.name == "NotAllowedError" and "timed out" in str(e.value)
+    finally:
+        dev.close()
+
+
+def test_uv_preferred_with_a_pin_and_none_given_is_refused():
+    from fido2.ctap2 import ClientPin, Ctap2
+
+    auth = Authenticator(Config.for_profile("security-key"))
+    dev = InProcessDevice(auth)
+    try:
+        ClientPin(Ctap2(dev)).set_pin("4321")
+        with pytest.raises(WebAuthnError) as e:
+            WebAuthnClient(dev, "https://example.com").create(creation())
+        assert e.value.name == "NotAllowedError" and "PIN" in str(e.value)
+    finally:
+        dev.close()
+
+
+def test_cred_blob_large_blob_and_hmac_secret_round_trip(device):
+    client = WebAuthnClient(device, "https://example.com")
+    reg = client.create(creation(
+        authenticatorSelection={"residentKey": "required"},
+        extensions={"credBlob": b64(b"blob!"), "largeBlob": {"support": "required"},
+                    "hmacCreateSecret": True, "credentialProtectionPolicy": "userVerificationRequired"},
+    ))
+    assert reg["clientExtensionResults"] == {
+        "credBlob": True, "hmacCreateSecret": True, "largeBlob": {"supported": True}
+    }
+    allow = [{"type": "public-key", "id": reg["id"]}]
+    wrote = client.get({"challenge": b64(b"1" * 16), "allowCredentials": allow,
+                        "extensions": {"largeBlob": {"write": b64(b"hello")}}})
+    assert wrote["clientExtensionResults"] == {"largeBlob": {"written": True}}
+    got = client.get({"challenge": b64(b"2" * 16), "allowCredentials": allow,
+                      "extensions": {"largeBlob": {"read": True}, "getCredBlob": True,
+                                     "hmacGetSecret": {"salt1": b64(b"s" * 32)}}})
+    ext = got["clientExtensionResults"]
+    assert unb64(ext["largeBlob"]["blob"]) == b"hello"
+    assert unb64(ext["getCredBlob"]) == b"blob!"
+    assert len(unb64(ext["hmacGetSecret"]["output1"])) == 32 and "output2" not in ext["hmacGetSecret"]
