@@ -59,11 +59,11 @@ def _version() -> str:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with usage errors on one line (plus the usage line) and status 2."""
+    """argparse, with a usage error as ONE line naming where to find help, and status 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        print(f"fido-emu: error: {' '.join(message.split())}", file=sys.stderr)
+        print(f"fido-emu: error: {' '.join(message.split())} (see '{self.prog} --help')",
+              file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
 
 

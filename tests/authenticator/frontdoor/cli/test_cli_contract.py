@@ -205,10 +205,11 @@ def test_demo_help_says_memory():
 
 
 def test_usage_error_is_status_two_and_one_line():
-    out = fido_emu("webauthn", "get", "--bogus")
+    out = fido_emu("webauthn", "get", "--origin", ORIGIN, "--bogus")
     assert out.returncode == 2
-    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
-    assert lines[-1].startswith("fido-emu: error:") and "Traceback" not in out.stderr
+    line = one_line(out.stderr)
+    assert line.startswith("fido-emu: error:") and "--bogus" in line
+    assert "--help" in line
 
 
 def test_broken_pipe_is_quiet(store):
@@ -382,3 +383,26 @@ def test_run_default_presence_never_approves_without_a_terminal(tmp_path):
         _, err = proc.communicate(timeout=30)
     assert "status=OK" not in err.split("makeCredential", 1)[-1].splitlines()[0]
     assert err.count("every touch is denied") == 1
+
+
+# -- origins ---------------------------------------------------------------------------------
+def test_related_origins_and_top_origin_from_the_cli(tmp_path):
+    store = tmp_path / "ro.db"
+    well_known = tmp_path / "webauthn.json"
+    well_known.write_text(json.dumps({"origins": ["https://example.de"]}))
+    args = ["webauthn", "create", "--origin", "https://example.de", "--store", str(store)]
+    refused = fido_emu(*args, stdin=json.dumps(creation()))
+    assert refused.returncode == 1 and "SecurityError" in one_line(refused.stderr)
+    assert not store.exists()  # refused before the store was opened
+    ok = fido_emu(*args, "--related-origins", str(well_known), "--top-origin", "https://shop.test",
+                  stdin=json.dumps(creation()))
+    assert ok.returncode == 0, ok.stderr
+    client_data = json.loads(unb64(json.loads(ok.stdout)["response"]["clientDataJSON"]))
+    assert client_data["origin"] == "https://example.de"
+    assert client_data["crossOrigin"] is True and client_data["topOrigin"] == "https://shop.test"
+    well_known.write_text("[1, 2]")
+    bad = fido_emu(*args, "--related-origins", str(well_known), stdin=json.dumps(creation()))
+    assert bad.returncode == 2 and "--related-origins" in one_line(bad.stderr)
+    gone = fido_emu(*args, "--related-origins", str(tmp_path / "nope.json"),
+                    stdin=json.dumps(creation()))
+    assert gone.returncode == 3 and "--related-origins" in one_line(gone.stderr)
