@@ -37,7 +37,7 @@ def test_each_round_is_divided_by_the_floor_measured_around_it(fake_floor) -> No
     # floor before/after each round: (1, 3) -> 2, (4, 4) -> 4, (10, 10) -> 10
     fake_floor([1, 3, 4, 4, 10, 10])
     case = scripted([99, 4, 8, 10])  # warm-up, then three rounds
-    r = interleaved("case", case, 10, 3, "fake")
+    r = interleaved("case", case, 10, 3, "fake", slices=1)
     assert r.ratios == [2.0, 2.0, 1.0]
     assert r.us == [4e6, 8e6, 10e6]
     assert r.median_ratio == 2.0
@@ -46,9 +46,18 @@ def test_each_round_is_divided_by_the_floor_measured_around_it(fake_floor) -> No
 def test_paired_alternates_and_divides_per_round() -> None:
     base = scripted([2, 2, 4])
     case = scripted([3, 2, 2])
-    r = paired("1M vs 1k", base, case, 5, 3, "1k", warm_up=False)
+    r = paired("1M vs 1k", base, case, 5, 3, "1k", warm_up=False, slices=1)
     # round 0: base first (2) then case (3); round 1: case first (2), base (2); round 2: 4 vs 2
     assert r.ratios == [1.5, 1.0, 0.5]
+
+
+def test_slices_sum_floor_and_case_over_the_round(fake_floor) -> None:
+    # two slices per round: floor 1,3 | case 4 | ... -> floor mean 2, case mean 5 -> 2.5
+    fake_floor([1, 3, 1, 3])
+    case = scripted([99, 4, 6])  # warm-up, then the two slices of the round
+    r = interleaved("case", case, 10, 1, "fake", floor_n=10, slices=2)
+    assert r.us == [5e6]
+    assert r.ratios == [2.5]
 
 
 def test_targets_and_the_table() -> None:

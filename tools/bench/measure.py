@@ -1,8 +1,9 @@
 """Timing with the floors measured beside every case.
 
 A ratio is only as good as its floor: on a shared machine a P-256 signature costs 25 µs in
-one second and 60 µs in the next. So every round of every case measures its floor right
-before and right after the case's own batch, and the ratio is taken per round. A result
+one second and 60 µs in the next. So every round of every case is cut into slices, each a
+floor batch, a case batch and a floor batch, and the ratio is taken per round over the same
+stretch of time. A result
 keeps every round: the table shows the median time and the min–median–max of the ratios.
 """
 
@@ -88,6 +89,10 @@ class Result:
         }
 
 
+def _slices(n: int, slices: int | None) -> int:
+    return max(1, min(n, slices if slices is not None else 20))
+
+
 def interleaved(
     name: str,
     run: Batch,
@@ -98,18 +103,27 @@ def interleaved(
     floor_n: int | None = None,
     target: float | None = None,
     note: str = "",
+    slices: int | None = None,
 ) -> Result:
-    """The case in ``rounds`` batches of ``n``, each between two batches of its floor."""
+    """The case in ``rounds`` rounds of ``n`` operations. A round is cut into slices (20 by
+    default), each a floor batch, a case batch and a floor batch, so the floor is measured
+    over the same stretch of time as the case; the round's ratio is the case's time per
+    operation over the floor's."""
     floor_fn = FLOORS[floor]
-    fn = floor_n or max(20, min(n, 200))
+    k = _slices(n, slices)
+    per_case = max(1, n // k)
+    per_floor = max(1, (floor_n or max(20, min(n, 200))) // k)
     run(max(1, n // 10))  # warm-up: imports, caches, first lease
     us, ratios = [], []
     for _ in range(rounds):
-        before = floor_fn(fn) / fn
-        case = run(n) / n
-        after = floor_fn(fn) / fn
+        case_s = floor_s = 0.0
+        for _ in range(k):
+            floor_s += floor_fn(per_floor)
+            case_s += run(per_case)
+            floor_s += floor_fn(per_floor)
+        case = case_s / (per_case * k)
         us.append(case * 1e6)
-        ratios.append(case / ((before + after) / 2))
+        ratios.append(case / (floor_s / (2 * per_floor * k)))
     return Result(name, us, ratios, floor, target, note)
 
 
@@ -124,21 +138,27 @@ def paired(
     target: float | None = None,
     note: str = "",
     warm_up: bool = True,
+    slices: int | None = None,
 ) -> Result:
     """``case`` against ``base`` (e.g. the same operation on a 1M and a 1k store), in
-    alternating batches so machine noise hits both alike; ratio per round."""
+    alternating slices (which goes first alternates too) so machine noise hits both alike;
+    ratio per round."""
     if warm_up:
         base(max(1, n // 10))
         case(max(1, n // 10))
+    k = _slices(n, slices)
+    per = max(1, n // k)
     us, ratios = [], []
     for i in range(rounds):
-        if i % 2:  # alternate which goes first
-            c = case(n) / n
-            b = base(n) / n
-        else:
-            b = base(n) / n
-            c = case(n) / n
-        us.append(c * 1e6)
+        b = c = 0.0
+        for j in range(k):
+            if (i + j) % 2:
+                c += case(per)
+                b += base(per)
+            else:
+                b += base(per)
+                c += case(per)
+        us.append(c / (per * k) * 1e6)
         ratios.append(c / b)
     return Result(name, us, ratios, vs, target, note)
 
