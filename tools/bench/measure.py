@@ -173,6 +173,8 @@ def absolute(
 
 
 def fmt_us(us: float) -> str:
+    if us >= 10_000_000:
+        return f"{us / 1e6:,.0f} s"
     if us >= 100_000:
         return f"{us / 1000:,.0f} ms"
     if us >= 10_000:

@@ -239,7 +239,7 @@ def run(bench_dir: Path, sizes: list[int], n: int, rounds: int) -> list[Result]:
         path = bench_dir / f"scale-{label(size)}.db"
         print(f"  seeding {label(size)} ...", flush=True)
         spent, reused = seed(path, size)
-        note = "store reused; this is the run that seeded it" if reused else ""
+        note = "store reused; the time of the run that seeded it" if reused else ""
         print(f"  {label(size)}: seeding took {spent:.0f} s{' (reused)' if reused else ''}",
               flush=True)
         results.append(Result(f"seed {label(size)} through put_credentials", [spent * 1e6],
