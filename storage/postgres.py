@@ -232,7 +232,8 @@ class PostgresStore:
         self._held = False
         self._by_id: dict[bytes, CredentialRecord | None] = {}
         self._by_rp: dict[bytes, list[CredentialRecord]] = {}
-        self._count: int | None = None
+        self._state: dict[str, bytes | None] = {}
+        self._counts: dict[str, int] = {}
         with _connect(url) as conn:
             version = schema_version(conn)
             if version != SCHEMA_VERSION:
@@ -253,7 +254,6 @@ class PostgresStore:
             min_size=1,
             max_size=max(1, pool_size),
             kwargs={"connect_timeout": 10},
-            check=ConnectionPool.check_connection,
             timeout=15,
             name="fido-emu",
             open=True,
@@ -326,6 +326,10 @@ class PostgresStore:
             ) from e
         except psycopg.OperationalError as e:
             self._invalidate()
+            try:  # drop the pool's other dead connections too: the next command gets live ones
+                self._pool.check()
+            except Exception:  # the server is still down: the next command says so
+                pass
             raise StoreUnavailable(
                 f"PostgreSQL at {self.where} went away: {_one_line(e)}; the command was not "
                 "completed, retry it"
@@ -376,7 +380,8 @@ class PostgresStore:
         self._gen = None
         self._by_id.clear()
         self._by_rp.clear()
-        self._count = None
+        self._state.clear()
+        self._counts.clear()
 
     def device_secret(self) -> bytes:
         self._fresh()
@@ -502,17 +507,18 @@ class PostgresStore:
         return self._summary(rows[0]) if rows else None
 
     def _count_of(self, name: str) -> int:
-        rows = self._read("SELECT n FROM fido_counts WHERE name=%s", (name,))
-        return rows[0][0] if rows else 0
+        self._fresh()
+        with self._mutex:
+            if name not in self._counts:
+                rows = self._read("SELECT n FROM fido_counts WHERE name=%s", (name,))
+                self._counts[name] = rows[0][0] if rows else 0
+            return self._counts[name]
 
     def count_rps(self) -> int:
         return self._count_of("rps")
 
     def count_discoverable(self) -> int:
-        self._fresh()
-        if self._count is None:
-            self._count = self._count_of("discoverable")
-        return self._count
+        return self._count_of("discoverable")
 
     # -- counters ---------------------------------------------------------------------
     def load_counter(self, key: bytes) -> int | None:
@@ -543,8 +549,13 @@ class PostgresStore:
 
     # -- state ------------------------------------------------------------------------
     def get_state(self, name: str) -> bytes | None:
-        rows = self._read("SELECT value FROM fido_state WHERE name=%s", (name,))
-        return bytes(rows[0][0]) if rows else None
+        """Cached until the generation changes (state is read several times per command)."""
+        self._fresh()
+        with self._mutex:
+            if name not in self._state:
+                rows = self._read("SELECT value FROM fido_state WHERE name=%s", (name,))
+                self._state[name] = bytes(rows[0][0]) if rows else None
+            return self._state[name]
 
     @staticmethod
     def _set_state(conn: psycopg.Connection, name: str, value: bytes | None) -> None:

@@ -201,7 +201,8 @@ class PinState:
 
     def uv_succeeded(self) -> None:
         self.uv_consecutive = 0
-        self._set_int(STATE_UV_RETRIES, self.config.max_uv_retries)
+        if self.uv_retries != self.config.max_uv_retries:  # no store write per ceremony
+            self._set_int(STATE_UV_RETRIES, self.config.max_uv_retries)
 
     def uv_failed(self) -> None:
         self._spend(STATE_UV_RETRIES, self.config.max_uv_retries)

@@ -257,3 +257,29 @@ def test_reset_on_one_instance_gives_every_instance_the_new_device_secret(postgr
     finally:
         a.close()
         b.close()
+
+
+def test_server_restart_fails_the_commands_meanwhile_and_then_works_again(tmp_path):
+    from storage.postgres import migrate
+    from tests.storage.pg_server import start_cluster
+
+    cluster = start_cluster()  # its own: this one is stopped under the store
+    try:
+        url = cluster.new_database()
+        migrate(url)
+        store = PostgresStore(url, key_path=tmp_path / "k")
+        rec_state = b"kept"
+        store.set_state("s", rec_state)
+        cluster.stop()
+        with pytest.raises(StoreUnavailable) as e:
+            store.set_state("s", b"lost")
+        assert "\n" not in str(e.value)
+        cluster.start()
+        store.set_state("t", b"after")  # the next command works, on a fresh connection
+        assert store.get_state("s") == rec_state and store.get_state("t") == b"after"
+        store.close()
+    finally:
+        cluster.stop()
+        import shutil
+
+        shutil.rmtree(cluster.root, ignore_errors=True)

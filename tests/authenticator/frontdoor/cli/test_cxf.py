@@ -228,3 +228,22 @@ def test_wrong_passphrase_and_bad_fields_are_one_line_errors(tmp_path, env):
         "fido-emu: error: CXF: accounts[0].items[0].credentials[0].key is not an "
         "unencrypted PKCS#8 private key"
     ]
+
+
+def test_export_needs_the_pin_when_one_is_set(tmp_path, env):
+    a = str(tmp_path / "a.db")
+    rp = Rp()
+    store, client = client_for(a, env)
+    rp.register(client, "fay")
+    store.close()
+    cli("pin", "set", "--new-pin", "2468", "--store", a, env=env)
+    out = tmp_path / "f.cxf"
+    proc = cli("credentials", "export", "--plaintext", "-o", str(out), "--store", a,
+               env=env, ok=False)
+    assert proc.returncode != 0 and "PIN" in proc.stderr and not out.exists()
+    proc = cli("credentials", "export", "--plaintext", "-o", str(out), "--store", a,
+               "--pin", "1111", env=env, ok=False)
+    assert proc.returncode != 0 and "PIN_INVALID" in proc.stderr and not out.exists()
+    cli("credentials", "export", "--plaintext", "-o", str(out), "--store", a, "--pin", "2468",
+        env=env)
+    assert len(json.loads(out.read_text())["accounts"][0]["items"]) == 1
