@@ -228,7 +228,8 @@ class PostgresStore:
             passphrase = os.environ.get("FIDO_EMU_PASSPHRASE") or None
         self._passphrase = passphrase
         self._mutex = threading.RLock()
-        self._gen: int | None = None
+        self._gen: int | None = None  # the database's generation when last seen (None: unknown)
+        self._local = 0  # what generation() returns: bumped on every cache drop
         self._held = False
         self._by_id: dict[bytes, CredentialRecord | None] = {}
         self._by_rp: dict[bytes, list[CredentialRecord]] = {}
@@ -254,7 +255,7 @@ class PostgresStore:
             min_size=1,
             max_size=max(1, pool_size),
             kwargs={"connect_timeout": 10},
-            timeout=15,
+            timeout=5,  # a command waits at most this long for a connection
             name="fido-emu",
             open=True,
         )
@@ -322,7 +323,7 @@ class PostgresStore:
                 yield conn
         except PoolTimeout as e:
             raise StoreUnavailable(
-                f"cannot reach PostgreSQL at {self.where}: no connection within 15 s"
+                f"cannot reach PostgreSQL at {self.where}: no connection within 5 s"
             ) from e
         except psycopg.OperationalError as e:
             self._invalidate()
@@ -339,12 +340,18 @@ class PostgresStore:
     def _write(self) -> Iterator[psycopg.Connection]:
         """One write transaction, holding the generation row lock (one writer at a time)."""
         with self._mutex:
+            seen, committed = self._gen, None
             try:
                 with self._conn() as conn:
-                    conn.execute("UPDATE fido_counts SET n = n + 1 WHERE name='generation'")
+                    committed = conn.execute(
+                        "UPDATE fido_counts SET n = n + 1 WHERE name='generation' RETURNING n"
+                    ).fetchone()[0]
                     yield conn
             finally:
                 self._invalidate()
+            # committed: if ours is the only write since we last looked, we are fresh
+            if seen is not None and committed == seen + 1:
+                self._gen = committed
 
     def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._mutex, self._conn() as conn:
@@ -374,10 +381,11 @@ class PostgresStore:
 
     def generation(self) -> int:
         self._fresh()
-        return self._gen if self._gen is not None else -1
+        return self._local
 
     def _invalidate(self) -> None:
         self._gen = None
+        self._local += 1
         self._by_id.clear()
         self._by_rp.clear()
         self._state.clear()

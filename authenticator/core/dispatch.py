@@ -32,7 +32,7 @@ from authenticator.core.errors import ERR, CtapStatusError
 from authenticator.core.params import decode_request, encode
 from authenticator.core.ports import CommandContext
 from authenticator.core.presence import Presence
-from storage.base import CredentialStore
+from storage.base import CredentialStore, StoreError
 
 log = logging.getLogger("fido_emu")
 
@@ -118,11 +118,17 @@ class Authenticator(Device):
                 status = "OK"
             except CtapStatusError as e:
                 response, status = bytes([e.code]), e.name
+            except StoreError as e:  # e.g. the database went away: one line; the next may work
+                log.error("%s failed: %s", name, e)
+                response, status = bytes([ERR.OTHER]), "OTHER"
             except Exception:  # the core never lets a traceback reach a client
                 log.exception("internal error in %s", name)
                 response, status = bytes([ERR.OTHER]), "OTHER"
             finally:
-                self.store_end()
+                try:
+                    self.store_end()
+                except StoreError as e:  # the command itself is done (and durable)
+                    log.error("%s: %s", name, e)
         self._emit(call, status, start)
         return response
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from fido2.client import DefaultClientDataCollector, Fido2Client
+from fido2.ctap import CtapError
 from fido2.ctap2 import ClientPin, CredentialManagement, Ctap2
 from fido2.server import Fido2Server
 from fido2.webauthn import PublicKeyCredentialRpEntity, PublicKeyCredentialUserEntity
@@ -259,9 +260,12 @@ def test_reset_on_one_instance_gives_every_instance_the_new_device_secret(postgr
         b.close()
 
 
-def test_server_restart_fails_the_commands_meanwhile_and_then_works_again(tmp_path):
+def test_server_restart_fails_the_commands_meanwhile_and_then_works_again(tmp_path, caplog):
+    from authenticator import Authenticator, Config
+    from authenticator.core.presence import AutoApprove
     from storage.postgres import migrate
     from tests.storage.pg_server import start_cluster
+    from transports.inprocess import InProcessDevice
 
     cluster = start_cluster()  # its own: this one is stopped under the store
     try:
@@ -270,13 +274,24 @@ def test_server_restart_fails_the_commands_meanwhile_and_then_works_again(tmp_pa
         store = PostgresStore(url, key_path=tmp_path / "k")
         rec_state = b"kept"
         store.set_state("s", rec_state)
+        ctap = Ctap2(InProcessDevice(Authenticator(
+            Config.for_profile("security-key"), store, AutoApprove())))
         cluster.stop()
         with pytest.raises(StoreUnavailable) as e:
             store.set_state("s", b"lost")
         assert "\n" not in str(e.value)
+        # a CTAP command meanwhile: ERR_OTHER, one log line, no traceback
+        caplog.clear()
+        with pytest.raises(CtapError) as ce:
+            ctap.get_info()
+        assert ce.value.code == CtapError.ERR.OTHER
+        errors = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert errors and all(r.exc_info is None for r in errors)
+        assert "PostgreSQL" in errors[0].getMessage()
         cluster.start()
         store.set_state("t", b"after")  # the next command works, on a fresh connection
         assert store.get_state("s") == rec_state and store.get_state("t") == b"after"
+        assert ctap.get_info().versions  # and so does the next CTAP command
         store.close()
     finally:
         cluster.stop()
