@@ -186,7 +186,7 @@ def main() -> int:
         print("no mutants: run without --report first")
         return 1
     chosen = sample(meta, args.per_module)
-    rerun = {None, 0} if args.recheck else {None}
+    rerun = {None, 0, 5, 33} if args.recheck else {None}
     pending = {n for codes in meta.values() for n, code in codes.items() if code in rerun}
     todo = [n for n in chosen if n in pending]
     if not args.report and todo:

@@ -242,3 +242,53 @@ def test_always_uv_with_built_in_uv_verifies_every_assertion(make_auth) -> None:
         assert len(presence.requests) == before + 1  # one UV prompt, not a plain touch
     finally:
         dev.close()
+
+
+class Touches:
+    """Presence that records touches and answers as told."""
+
+    def __init__(self, answer: bool = True) -> None:
+        self.answer, self.count = answer, 0
+
+    async def request_presence(self, request) -> bool:
+        self.count += 1
+        return self.answer
+
+    async def verify_user(self, request) -> str:
+        return "approve" if self.answer else "deny"
+
+
+def test_reset_wipes_within_the_window_after_a_touch(make_auth, clock: Clock, restart) -> None:
+    touches = Touches()
+    auth = make_auth(None, touches)
+    dev = InProcessDevice(auth)
+    try:
+        ctap = Ctap2(dev)
+        ClientPin(ctap).set_pin(PIN)
+        secret = auth.store.device_secret()
+        clock.now += auth.config.reset_window + 1  # too late after power-up
+        assert status_of(ctap.reset) == ERR.NOT_ALLOWED and touches.count == 0
+        assert auth.pin.is_set
+        auth.power_cycle()
+        touches.answer = False
+        assert status_of(ctap.reset) == ERR.OPERATION_DENIED and touches.count == 1
+        assert auth.pin.is_set  # a declined touch changes nothing
+        touches.answer = True
+        ctap.reset()
+        assert touches.count == 2
+        assert not auth.pin.is_set and auth.store.device_secret() != secret
+        assert not restart(auth).pin.is_set  # and it stays reset
+    finally:
+        dev.close()
+
+
+def test_selection_is_a_touch(make_auth) -> None:
+    touches = Touches()
+    auth = make_auth(None, touches)
+    dev = InProcessDevice(auth)
+    try:
+        assert raw(dev, 0x0B, {}) == 0 and touches.count == 1
+        touches.answer = False
+        assert raw(dev, 0x0B, {}) == ERR.OPERATION_DENIED and touches.count == 2
+    finally:
+        dev.close()
