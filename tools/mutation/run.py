@@ -47,6 +47,14 @@ EXPLAINED = {
         "the default for a missing retries value: set_pin always writes it first",
     "storage.sqlite.xǁSqliteStoreǁcredentials_for_rp__mutmut_16":
         "the read cache is not filled: the same rows, only slower",
+    "storage.sqlite.xǁSqliteStoreǁ_invalidate__mutmut_3":
+        "generation steps by 2 instead of 1: readers only compare it for change",
+    "authenticator.core.commands.make_credential.x_handle__mutmut_261":
+        "REGISTRY.get() of a non-text extension name is None either way",
+    "authenticator.core.pin_state.xǁPinStateǁtoken_used__mutmut_2":
+        "user_present None instead of False: only tested for truth",
+    "authenticator.core.pin_state.xǁPinStateǁ_spend__mutmut_1":
+        "the initial 'left' None instead of False: only tested for truth",
 }
 
 
@@ -73,6 +81,9 @@ def equivalent(name: str) -> str | None:
     m = _STATUS.match(a)
     if m and b.startswith(f"raise CtapStatusError({m.group(1)}"):
         return "error detail text only (the status byte is unchanged)"
+    exc = re.match(r"^raise (\w+)\((f?[\"'])", a)
+    if exc and exc.group(1) != "CtapStatusError" and b.startswith(f"raise {exc.group(1)}("):
+        return "exception message text only (same exception type)"
     if a.startswith("log.") and b.startswith("log.") and a.split("(")[0] == b.split("(")[0]:
         return "log message text only"
     if a.lower() == b.lower() and ("SELECT" in a.upper() or "FROM" in a.upper()):

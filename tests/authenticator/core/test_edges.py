@@ -292,3 +292,56 @@ def test_selection_is_a_touch(make_auth) -> None:
         assert raw(dev, 0x0B, {}) == ERR.OPERATION_DENIED and touches.count == 2
     finally:
         dev.close()
+
+
+def test_get_info_fields(make_auth) -> None:
+    from authenticator import Config
+
+    auth = make_auth(Config(builtin_uv=True))
+    dev = InProcessDevice(auth)
+    try:
+        info = Ctap2(dev).get_info()
+        assert info.versions[0] == "U2F_V2" and "FIDO_2_1" in info.versions
+        assert bytes(info.aaguid) == auth.config.aaguid
+        assert info.pin_uv_protocols == [2, 1]
+        assert info.max_cred_id_length == auth.config.max_cred_id_length
+        assert info.options["plat"] is False and info.options["uv"] is True
+        assert "ep" in info.options  # enterprise attestation can be enabled
+        assert info.uv_modality == 2  # fingerprint
+    finally:
+        dev.close()
+
+
+def test_assertion_credential_descriptor_and_unrequested_outputs(ctap: Ctap2) -> None:
+    """Outputs appear only for what the credential was made with."""
+    r = make(ctap)  # no hmac-secret, no largeBlobKey
+    cid = r.auth_data.credential_data.credential_id
+    allow = [{"type": "public-key", "id": cid}]
+    a = ctap.get_assertion(RP_ID, os.urandom(32), allow,
+                           extensions={"largeBlobKey": True, "hmac-secret": {}})
+    assert a.credential == {"id": cid, "type": "public-key"}
+    assert a.large_blob_key is None and not a.auth_data.extensions
+    assert status_of(ctap.get_assertion, RP_ID, os.urandom(32), allow,
+                     extensions={"largeBlobKey": False}) == ERR.INVALID_OPTION
+
+
+def test_replaced_credential_leaves_no_counter(ctap: Ctap2, auth: Authenticator) -> None:
+    old = make(ctap, user=b"alice").auth_data.credential_data.credential_id
+    ctap.get_assertion(RP_ID, os.urandom(32), [{"type": "public-key", "id": old}])
+    assert auth.store.load_counter(old) is not None
+    make(ctap, user=b"alice")
+    assert auth.store.load_counter(old) is None
+
+
+def test_enumeration_ends(ctap: Ctap2, dev: InProcessDevice) -> None:
+    ClientPin(ctap).set_pin(PIN)
+    cp = ClientPin(ctap)
+    token = cp.get_pin_token(PIN, P.MAKE_CREDENTIAL, RP_ID)
+    cdh = os.urandom(32)
+    ctap.make_credential(
+        cdh, {"id": RP_ID}, {"id": b"u1", "name": "alice"}, ES256, options={"rk": True},
+        pin_uv_param=cp.protocol.authenticate(token, cdh), pin_uv_protocol=cp.protocol.VERSION,
+    )
+    cm = CredentialManagement(ctap, cp.protocol, cp.get_pin_token(PIN, P.CREDENTIAL_MGMT))
+    assert len(cm.enumerate_rps()) == 1  # begin says total 1: no getNext
+    assert raw(dev, 0x0A, {1: 0x03}) == ERR.NOT_ALLOWED  # past the end
