@@ -22,15 +22,18 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import io
 import ipaddress
 import json
 import math
+import re
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fido2 import cbor
+import cbor2
 
 CTAPHID_CBOR = 0x10
 MC, GA, GET_INFO = 0x01, 0x02, 0x04
@@ -349,8 +352,13 @@ def load_related_origins(path: str) -> dict[str, Any]:
 
 
 # -- clientDataJSON -----------------------------------------------------------------------
+_CCD_ESCAPED = re.compile(r'["\\\x00-\x1f]')
+
+
 def _ccd_string(s: str) -> str:
     """L3 CCDToString: JSON string with exactly the escapes the spec allows."""
+    if _CCD_ESCAPED.search(s) is None:  # the common case (base64url, origins): as is
+        return '"' + s + '"'
     out = ['"']
     for ch in s:
         c = ord(ch)
@@ -630,6 +638,49 @@ def ctap_error(status: int, command: str) -> WebAuthnError:
     return WebAuthnError("NotAllowedError", what, status)
 
 
+def _cbor_decode_from(data: bytes) -> tuple[Any, bytes]:
+    """One CBOR item (cbor2's C decoder) and the bytes after it."""
+    fp = io.BytesIO(data)
+    value = cbor2.CBORDecoder(fp).decode()
+    return value, data[fp.tell() :]
+
+
+def _cbor_decode(data: bytes) -> Any:
+    """Exactly one CBOR item: trailing bytes are an error, as in browsers' CBOR readers."""
+    value, rest = _cbor_decode_from(data)
+    if rest:
+        raise ValueError(f"{len(rest)} bytes after the CBOR item")
+    return value
+
+
+def _cbor_encode(value: Any) -> bytes:
+    """CTAP2 canonical CBOR (length-first key order)."""
+    return cbor2.dumps(value, canonical=True)
+
+
+class _Deadline(threading.Event):
+    """The WebAuthn timeout as a cancel event that costs nothing until someone looks:
+    set by :meth:`set` or once ``deadline`` (``time.monotonic``) has passed. Devices poll
+    ``is_set()`` or block in ``wait()``; both see the deadline, so no timer thread is
+    started per ceremony (starting one cost ~0.3 ms, most of a ceremony)."""
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__()
+        self.deadline = deadline
+
+    def is_set(self) -> bool:
+        return super().is_set() or time.monotonic() >= self.deadline
+
+    isSet = is_set
+
+    def wait(self, timeout: float | None = None) -> bool:
+        remaining = self.deadline - time.monotonic()
+        if timeout is None or timeout > remaining:
+            timeout = max(remaining, 0.0)
+        super().wait(timeout)
+        return self.is_set()
+
+
 class _Transport:
     """CTAP2 over a python-fido2 ``CtapDevice``: bytes out, (status, map) back."""
 
@@ -638,7 +689,7 @@ class _Transport:
         self.cancel = cancel
 
     def call(self, cmd: int, payload: Mapping[int, Any] | None, name: str) -> dict:
-        data = bytes([cmd]) + (cbor.encode(dict(payload)) if payload else b"")
+        data = bytes([cmd]) + (_cbor_encode(dict(payload)) if payload else b"")
         try:
             raw = self.device.call(CTAPHID_CBOR, data, self.cancel)
         except Exception as e:  # CtapError from the HID layer, OSError, timeouts
@@ -653,7 +704,7 @@ class _Transport:
                 raise WebAuthnError("NotAllowedError", f"{name}: the operation timed out", 0x2D)
             raise ctap_error(raw[0], name)
         try:
-            value = cbor.decode(raw[1:]) if len(raw) > 1 else {}
+            value = _cbor_decode(raw[1:]) if len(raw) > 1 else {}
         except Exception as e:
             raise WebAuthnError("NotAllowedError", f"{name}: the authenticator sent invalid CBOR") from e
         if not isinstance(value, dict):
@@ -770,16 +821,12 @@ class WebAuthnClient:
         )
 
     # -- plumbing -------------------------------------------------------------------------
-    def _start(self, timeout_ms: int | None, uv: str) -> tuple[_Transport, threading.Timer]:
+    def _start(self, timeout_ms: int | None, uv: str) -> _Transport:
         if timeout_ms is None:
             ms = TIMEOUT_DEFAULT_MS
         else:
             ms = min(max(timeout_ms, TIMEOUT_MIN_MS), TIMEOUT_MAX_MS)
-        cancel = threading.Event()
-        timer = threading.Timer(ms / 1000, cancel.set)
-        timer.daemon = True
-        timer.start()
-        return _Transport(self.device, cancel), timer
+        return _Transport(self.device, _Deadline(time.monotonic() + ms / 1000))
 
     def _want_uv(self, info: Info, uv: str, rk: bool, make: bool, field_name: str) -> bool:
         """Whether to verify the user, as browsers decide it."""
@@ -874,11 +921,8 @@ class WebAuthnClient:
     ) -> dict:
         """navigator.credentials.create(): CreationOptionsJSON -> RegistrationResponseJSON."""
         opts, rp_id, caller, top, ext = self.check_create(options, origin=origin, top_origin=top_origin)
-        t, timer = self._start(opts.timeout_ms, opts.user_verification)
-        try:
-            return self._create(t, opts, rp_id, caller, top, ext)
-        finally:
-            timer.cancel()
+        t = self._start(opts.timeout_ms, opts.user_verification)
+        return self._create(t, opts, rp_id, caller, top, ext)
 
     def _create(self, t, opts: CreationOptions, rp_id, caller, top, ext) -> dict:
         info = Info.parse(t.call(GET_INFO, None, "getInfo"))
@@ -946,7 +990,7 @@ class WebAuthnClient:
             # L3 §5.1.3: the client replaces the statement with "none" and zeroes the AAGUID
             auth_data = auth_data[:37] + bytes(16) + auth_data[53:]
             fmt, att_stmt = "none", {}
-        att_obj = cbor.encode({"fmt": fmt, "attStmt": att_stmt, "authData": auth_data})
+        att_obj = _cbor_encode({"fmt": fmt, "attStmt": att_stmt, "authData": auth_data})
         alg = parsed.public_key.get(3)
         response: dict[str, Any] = {
             "clientDataJSON": b64url(cdj),
@@ -977,11 +1021,8 @@ class WebAuthnClient:
     ) -> dict:
         """navigator.credentials.get(): RequestOptionsJSON -> AuthenticationResponseJSON."""
         opts, rp_id, caller, top, ext = self.check_get(options, origin=origin, top_origin=top_origin)
-        t, timer = self._start(opts.timeout_ms, opts.user_verification)
-        try:
-            return self._get(t, opts, rp_id, caller, top, ext)
-        finally:
-            timer.cancel()
+        t = self._start(opts.timeout_ms, opts.user_verification)
+        return self._get(t, opts, rp_id, caller, top, ext)
 
     def _get(self, t, opts: RequestOptions, rp_id, caller, top, ext) -> dict:
         info = Info.parse(t.call(GET_INFO, None, "getInfo"))
@@ -1093,9 +1134,9 @@ def parse_auth_data(data: bytes) -> AuthData:
             out.aaguid = rest[:16]
             n = int.from_bytes(rest[16:18], "big")
             out.credential_id = rest[18 : 18 + n]
-            out.public_key, rest = cbor.decode_from(rest[18 + n :])
+            out.public_key, rest = _cbor_decode_from(rest[18 + n :])
         if out.flags & 0x80:
-            out.extensions, rest = cbor.decode_from(rest)
+            out.extensions, rest = _cbor_decode_from(rest)
     except Exception as e:
         raise WebAuthnError("NotAllowedError", f"authenticator data is malformed ({e})") from e
     return out

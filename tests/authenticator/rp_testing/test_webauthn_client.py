@@ -291,3 +291,38 @@ def test_cred_blob_large_blob_and_hmac_secret_round_trip(device):
     assert unb64(ext["largeBlob"]["blob"]) == b"hello"
     assert unb64(ext["getCredBlob"]) == b"blob!"
     assert len(unb64(ext["hmacGetSecret"]["output1"])) == 32 and "output2" not in ext["hmacGetSecret"]
+
+
+def test_a_ceremony_starts_no_thread(monkeypatch):
+    """The WebAuthn timeout is a deadline the device's cancel polls, not a timer thread per
+    ceremony (starting one cost most of a ceremony's time); the timeout test above shows
+    it still fires."""
+    import threading
+
+    dev = InProcessDevice(Authenticator(Config()))
+    client = WebAuthnClient(dev, "https://example.com")
+
+    def refuse(self):
+        raise AssertionError(f"a ceremony started thread {self.name}")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    try:
+        reg = client.create(creation(timeout=60_000))
+        client.get({"challenge": b64(b"x" * 16), "allowCredentials": [
+            {"type": "public-key", "id": reg["id"]}]})
+    finally:
+        dev.close()
+
+
+def test_deadline_event_wakes_a_blocking_wait():
+    """A device that blocks in event.wait() with no timeout still sees the deadline."""
+    import time
+
+    from authenticator.rp_testing.webauthn import _Deadline
+
+    ev = _Deadline(time.monotonic() + 0.01)
+    assert ev.wait() is True and ev.is_set()
+    ev = _Deadline(time.monotonic() + 3600)
+    assert not ev.is_set() and ev.wait(0) is False
+    ev.set()
+    assert ev.is_set() and ev.wait() is True
