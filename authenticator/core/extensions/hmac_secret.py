@@ -14,8 +14,26 @@ from authenticator.core.errors import ERR, CtapStatusError
 from authenticator.core.extensions.base import Extension, GaExt, McExt
 from authenticator.core.pin_state import PROTOCOLS
 
+IMPORTED = "cred_random"
+"""``record.extra`` key of imported CredRandoms (CXF ``hmacCredentials``): withUV then
+withoutUV, 32 bytes each, sealed under the device key (AAD: credential id + this name),
+base64. An imported passkey keeps its PRF outputs."""
 
-def _outputs(dev, cred_id: bytes, uv: bool, value: Any) -> bytes:
+
+def cred_random(dev, cred: Any, uv: bool) -> bytes:
+    record = getattr(cred, "record", None)
+    sealed = record.extra.get(IMPORTED) if record is not None else None
+    if sealed:
+        import base64
+
+        pair = dev.device_keys.records.open(
+            base64.b64decode(sealed), cred.id + IMPORTED.encode()
+        )
+        return pair[:32] if uv else pair[32:64]
+    return dev.device_keys.cred_random(cred.id, uv)
+
+
+def _outputs(dev, cred: Any, uv: bool, value: Any) -> bytes:
     if not isinstance(value, dict):
         raise CtapStatusError(ERR.CBOR_UNEXPECTED_TYPE, "hmac-secret input must be a map")
     key_agreement, salt_enc, salt_auth = value.get(1), value.get(2), value.get(3)
@@ -36,9 +54,9 @@ def _outputs(dev, cred_id: bytes, uv: bool, value: Any) -> bytes:
         raise CtapStatusError(ERR.INVALID_LENGTH, "saltEnc is not block-aligned") from e
     if len(salts) not in (32, 64):
         raise CtapStatusError(ERR.INVALID_LENGTH, "salts must be 32 or 64 bytes")
-    cred_random = dev.device_keys.cred_random(cred_id, uv)
+    key = cred_random(dev, cred, uv)
     out = b"".join(
-        hmac.new(cred_random, salts[i : i + 32], hashlib.sha256).digest()
+        hmac.new(key, salts[i : i + 32], hashlib.sha256).digest()
         for i in range(0, len(salts), 32)
     )
     return proto.encrypt(shared, out)
@@ -60,7 +78,7 @@ class HmacSecret(Extension):
             return None
         if not x.up:
             raise CtapStatusError(ERR.UNSUPPORTED_OPTION, "hmac-secret needs user presence")
-        return _outputs(x.dev, x.cred.id, x.uv, value)
+        return _outputs(x.dev, x.cred, x.uv, value)
 
 
 class HmacSecretMc(Extension):
@@ -71,4 +89,4 @@ class HmacSecretMc(Extension):
     def at_make(self, x: McExt, value: Any) -> Any | None:
         if x.cred is None or not x.hmac_secret:
             return None
-        return _outputs(x.dev, x.cred.id, x.uv, value)
+        return _outputs(x.dev, x.cred, x.uv, value)

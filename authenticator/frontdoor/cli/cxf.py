@@ -121,6 +121,7 @@ def exportable(auth: Any, rp_filter: str | None) -> tuple[list[dict], list[str]]
     from cryptography.hazmat.primitives import serialization
 
     from authenticator.core import keys
+    from authenticator.core.extensions.hmac_secret import cred_random
 
     passkeys: list[dict] = []
     skipped: list[str] = []
@@ -143,8 +144,8 @@ def exportable(auth: Any, rp_filter: str | None) -> tuple[list[dict], list[str]]
             if rec.hmac_secret:
                 ext["hmacCredentials"] = {
                     "algorithm": "hmac-sha256",
-                    "credWithUV": b64u(auth.device_keys.cred_random(rec.credential_id, True)),
-                    "credWithoutUV": b64u(auth.device_keys.cred_random(rec.credential_id, False)),
+                    "credWithUV": b64u(cred_random(auth, cred, True)),
+                    "credWithoutUV": b64u(cred_random(auth, cred, False)),
                 }
             if rec.cred_blob:
                 ext["credBlob"] = b64u(rec.cred_blob)
@@ -278,6 +279,7 @@ def records(auth: Any, passkeys: list[dict]) -> list[Any]:
     from cryptography.hazmat.primitives import serialization
 
     from authenticator.core import keys
+    from authenticator.core.extensions.hmac_secret import IMPORTED
     from authenticator.core.params import encode
     from storage.base import CredentialRecord
 
@@ -316,6 +318,18 @@ def records(auth: Any, passkeys: list[dict]) -> list[Any]:
             raise CliError(f"CXF: {where}.fido2Extensions must be an object")
         blob = unb64u(ext["credBlob"], f"{where}.fido2Extensions.credBlob") if ext.get(
             "credBlob") else None
+        extra: dict[str, Any] = {"origin": "cxf-import", "counter": "zero"}
+        hmac_creds = ext.get("hmacCredentials")
+        if hmac_creds is not None:
+            path = f"{where}.fido2Extensions.hmacCredentials"
+            if not isinstance(hmac_creds, dict) or hmac_creds.get("algorithm") != "hmac-sha256":
+                raise CliError(f"CXF: {path}.algorithm must be hmac-sha256")
+            pair = unb64u(hmac_creds.get("credWithUV"), f"{path}.credWithUV") + unb64u(
+                hmac_creds.get("credWithoutUV"), f"{path}.credWithoutUV")
+            if len(pair) != 64:
+                raise CliError(f"CXF: {path}: credWithUV and credWithoutUV must be 32 bytes")
+            extra[IMPORTED] = base64.b64encode(
+                auth.device_keys.records.seal(pair, cred_id + IMPORTED.encode())).decode()
         raw, cose = keys.material(alg, private)
         recs.append(CredentialRecord(
             credential_id=cred_id,
@@ -331,8 +345,9 @@ def records(auth: Any, passkeys: list[dict]) -> list[Any]:
             backup_eligible=True,
             backup_state=True,
             cred_blob=blob,
+            hmac_secret=hmac_creds is not None,
             created=now,
-            extra={"origin": "cxf-import", "counter": "zero"},
+            extra=extra,
         ))
     return recs
 
@@ -364,9 +379,6 @@ def cmd_import(args: argparse.Namespace) -> int:
         replaced = auth.store.put_credentials(recs)  # one transaction: all or nothing
         for old in replaced:
             auth.credentials.forget(old.credential_id)
-        if any(p.get("fido2Extensions", {}).get("hmacCredentials") for p in passkeys):
-            print("note: hmac-secret/PRF secrets are not imported; PRF outputs of these "
-                  "passkeys differ here", file=sys.stderr)
     finally:
         auth.store.close()
     print(f"Imported {len(recs)} passkey(s) as synced passkeys (counter 0)"

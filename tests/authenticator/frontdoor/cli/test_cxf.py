@@ -247,3 +247,36 @@ def test_export_needs_the_pin_when_one_is_set(tmp_path, env):
     cli("credentials", "export", "--plaintext", "-o", str(out), "--store", a, "--pin", "2468",
         env=env)
     assert len(json.loads(out.read_text())["accounts"][0]["items"]) == 1
+
+
+def test_prf_outputs_survive_export_and_import(tmp_path, env, target):
+    """hmacCredentials travel: the imported passkey gives the same PRF (hmac-secret)
+    outputs as the original, so data an RP encrypted under them stays readable."""
+    from webauthn.helpers import bytes_to_base64url
+
+    a = str(tmp_path / "a.db")
+    store, client = client_for(a, env)
+    opts = json.loads(options_to_json(generate_registration_options(
+        rp_id=RP_ID, rp_name="CXF RP", user_name="gil", user_id=b"gil",
+        authenticator_selection=AuthenticatorSelectionCriteria(
+            resident_key=ResidentKeyRequirement.REQUIRED))))
+    salt = bytes_to_base64url(b"s" * 32)
+    opts["extensions"] = {"prf": {"eval": {"first": salt}}}  # outputs at create (hmac-secret-mc)
+    made = client.create({"publicKey": opts})
+    assert made["clientExtensionResults"]["prf"]["enabled"] is True
+    before = made["clientExtensionResults"]["prf"]["results"]["first"]
+    store.close()  # never signed: counter 0, exportable
+
+    def prf(c: WebAuthnClient) -> str:
+        got = c.get({"publicKey": {"rpId": RP_ID, "challenge": bytes_to_base64url(b"c" * 32),
+                                   "extensions": {"prf": {"eval": {"first": salt}}}}})
+        return got["clientExtensionResults"]["prf"]["results"]["first"]
+
+    out = tmp_path / "g.cxf"
+    cli("credentials", "export", "-o", str(out), "--store", a, env=env)
+    cli("credentials", "import", str(out), "--store", target, env=env)
+    store, client = client_for(target, env)
+    try:
+        assert prf(client) == before
+    finally:
+        store.close()
