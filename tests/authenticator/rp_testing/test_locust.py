@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.authenticator.rp_testing.browser.browser_support import load_rp_demo
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -27,11 +29,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_master_and_two_workers_every_ceremony_verified_at_the_rp(tmp_path):
+@pytest.mark.parametrize("store", ["memory", "postgres"])
+def test_master_and_two_workers_every_ceremony_verified_at_the_rp(tmp_path, request, store):
+    """``postgres``: both workers' users share one PostgreSQL store (two processes)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FIDO_LOAD_CEREMONIES": str(PER_USER)}
+    if store == "postgres":
+        env["FIDO_LOAD_STORE"] = request.getfixturevalue("postgres_url")
+        env["FIDO_EMU_KEY_FILE"] = str(tmp_path / "fleet.key")
     url, stop = load_rp_demo().start(port=0)
     port = _free_port()
     locust = [sys.executable, "-m", "locust", "-f", str(ROOT / "tools/load/locustfile.py")]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "FIDO_LOAD_CEREMONIES": str(PER_USER)}
     workers = [
         subprocess.Popen(
             [*locust, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
@@ -66,4 +73,14 @@ def test_master_and_two_workers_every_ceremony_verified_at_the_rp(tmp_path):
     creds = rp.dump()["credentials"]
     assert len(creds) == USERS and len({c["username"] for c in creds}) == USERS
     assert sum(c["sign_ins"] for c in creds) == USERS * (PER_USER - 1)
-    assert all(c["sign_ins"] == PER_USER - 1 for c in creds)
+    if store == "memory":  # one authenticator per user: each signs in with its own
+        assert all(c["sign_ins"] == PER_USER - 1 for c in creds)
+    else:  # one shared authenticator holds every user's passkey (any may answer a
+        # discoverable sign-in, as one phone with several accounts would)
+        from storage.postgres import PostgresStore
+
+        shared = PostgresStore(env["FIDO_LOAD_STORE"], key_path=tmp_path / "fleet.key")
+        try:
+            assert shared.count_discoverable() == USERS
+        finally:
+            shared.close()
