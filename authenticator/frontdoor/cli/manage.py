@@ -410,7 +410,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             a.add_argument("--new-pin", help="the new PIN (else $FIDO_EMU_NEW_PIN, else a prompt)")
         a.set_defaults(func=cmd_pin)
 
-    p = sub.add_parser("credentials", help="list, delete or rename discoverable credentials")
+    p = sub.add_parser("credentials", help="list, delete, rename, export or import (CXF) passkeys")
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
     a = actions.add_parser("list", help="list discoverable credentials")
