@@ -13,11 +13,14 @@ class _BadKey(Exception):
     """A map key CTAP2 never uses (float, bool, null, bytes, array ...)."""
 
 
-def _check_keys(*args: object) -> dict:
+def _check_keys(a: object, b: object = None) -> dict:
     # CTAP2 maps are keyed by integers or text strings only (CTAP 2.1 §8). Python would make
     # 1.0 and True equal to 1, so without this {1.0: cdh} would pass as clientDataHash.
     # (cbor2's C decoder calls hook(map, immutable), its docs say hook(decoder, map).)
-    value = next(a for a in args if isinstance(a, dict))
+    # Runs for every map of every request: no generator, no *args (half the decode time).
+    value = a if isinstance(a, dict) else b
+    if not isinstance(value, dict):
+        raise ValueError("object_hook was given no map")
     for key in value:
         if type(key) is not int and type(key) is not str:
             raise _BadKey(type(key).__name__)

@@ -67,15 +67,18 @@ def _assert(
     ext_in: dict,
     identify: bool,
 ) -> dict:
-    x = GaExt(dev=dev, call=call, rp_id=rp_id, uv=uv, up=up, cred=cred)
     ext_out = {}
-    for name, value in ext_in.items():
-        ext = REGISTRY.get(name) if isinstance(name, str) else None
-        if ext is None or name not in dev.config.extensions:
-            continue
-        out = ext.at_get(x, value)
-        if out is not None:
-            ext_out[name] = out
+    unsigned = None
+    if ext_in:  # extensions act on their inputs only: no inputs, nothing to set up
+        x = GaExt(dev=dev, call=call, rp_id=rp_id, uv=uv, up=up, cred=cred)
+        for name, value in ext_in.items():
+            ext = REGISTRY.get(name) if isinstance(name, str) else None
+            if ext is None or name not in dev.config.extensions:
+                continue
+            out = ext.at_get(x, value)
+            if out is not None:
+                ext_out[name] = out
+        unsigned = x.unsigned
     flags = auth_data.flags(up=up, uv=uv, be=cred.backup_eligible, bs=cred.backup_state)
     data = auth_data.build(
         dev.faults.rp_id_hash(cred.rp_id_hash),
@@ -91,7 +94,8 @@ def _assert(
     user = _user(cred, identify)
     if user is not None:
         response[0x04] = user
-    response.update(x.unsigned)
+    if unsigned:
+        response.update(unsigned)
     return response
 
 
