@@ -6,11 +6,13 @@ PKCS#8). Loading an EC key recomputes its public point, so callers cache loaded 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from fido2.cose import CoseKey
+
+if TYPE_CHECKING:
+    from fido2.cose import CoseKey
 
 ES256, EDDSA, ES384, RS256 = -7, -8, -35, -257
 NAMES = {ES256: "ES256", EDDSA: "EdDSA", ES384: "ES384", RS256: "RS256"}
@@ -101,7 +103,10 @@ def cose_public_key(alg: int, key: Any) -> dict:
 
 
 def cose_key_object(alg: int, key: Any) -> CoseKey:
-    """The same key as python-fido2's CoseKey (for callers that verify with it)."""
+    """The same key as python-fido2's CoseKey (for callers that verify with it). Imported
+    here: fido2.cose costs every CLI call ~3 ms and only verifiers need it."""
+    from fido2.cose import CoseKey
+
     return CoseKey.for_alg(alg)(cose_public_key(alg, key))
 
 
