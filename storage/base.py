@@ -178,8 +178,11 @@ class CredentialStore(Protocol):
 
     def delete_counter(self, key: bytes) -> None: ...
 
-    # optional: ``release_counter(key, lease, value) -> bool`` lowers a lease to ``value``
-    # only while it still equals ``lease`` (a clean exit gives its unused lease back)
+    def release_counter(self, key: bytes, lease: int, value: int) -> bool:
+        """A clean exit gives its unused lease back: lower the lease to ``value`` only while
+        it still equals ``lease`` (compare-and-set, one statement); never raises a lease.
+        True when lowered."""
+        ...
 
     # small named state (PIN, retries, config, large blobs)
     def get_state(self, name: str) -> bytes | None: ...

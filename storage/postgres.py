@@ -555,6 +555,17 @@ class PostgresStore:
         with self._write() as conn:
             conn.execute("DELETE FROM fido_counters WHERE key=%s", (key,))
 
+    def release_counter(self, key: bytes, lease: int, value: int) -> bool:
+        """Give an unused lease back: lower it to ``value`` only if it is still ``lease``
+        (no other instance raised it since). One statement, so no race with a raise."""
+        value = check_counter(value)
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE fido_counters SET lease=%s WHERE key=%s AND lease=%s AND %s<=lease",
+                (value, key, lease, value),
+            )
+            return cur.rowcount == 1
+
     # -- state ------------------------------------------------------------------------
     def get_state(self, name: str) -> bytes | None:
         """Cached until the generation changes (state is read several times per command)."""

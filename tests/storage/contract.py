@@ -362,6 +362,22 @@ class StoreContract:
         store.delete_counter(k)
         assert store.load_counter(k) is None
 
+    def test_release_gives_an_unused_lease_back_only_if_still_ours(self, store):
+        # a clean exit lowers its lease to the last value it handed out, so the next
+        # process counts +1 (issue 11); compare-and-set, so never below another's lease
+        k = b"k"
+        store.store_counter(k, 100)
+        assert not store.release_counter(k, 99, 10)  # not our lease: untouched
+        assert store.load_counter(k) == 100
+        assert not store.release_counter(k, 100, 101)  # a release never raises a lease
+        assert store.load_counter(k) == 100
+        assert store.release_counter(k, 100, 10)
+        assert store.load_counter(k) == 10
+        store.store_counter(k, 266)  # another process leased meanwhile
+        assert not store.release_counter(k, 10, 5)
+        assert store.load_counter(k) == 266
+        assert not store.release_counter(b"missing", 1, 0)
+
     # -- state ------------------------------------------------------------------------
     def test_state_set_get_delete(self, store):
         assert store.get_state("pin") is None
