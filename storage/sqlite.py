@@ -329,6 +329,8 @@ class SqliteStore:
             # SQLite gives -wal and -shm the database file's mode: make that 0600 first
             os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            # one cursor for the per-command freshness check: no cursor object per command
+            self._version_cursor = self._db.cursor()
             try:
                 self._db.execute("PRAGMA busy_timeout=10000")
                 self._db.execute("PRAGMA journal_mode=WAL")
@@ -496,7 +498,7 @@ class SqliteStore:
         if self._held:
             return
         with self._mutex:
-            version = self._db.execute("PRAGMA data_version").fetchone()[0]
+            version = self._version_cursor.execute("PRAGMA data_version").fetchone()[0]
             if version != self._version:
                 self._version = version
                 self._invalidate()

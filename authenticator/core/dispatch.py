@@ -92,7 +92,8 @@ class Authenticator(Device):
         if not request:
             return bytes([ERR.INVALID_LENGTH])
         cmd = request[0]
-        name, handler = COMMANDS.get(cmd, (f"0x{cmd:02X}", None))
+        entry = COMMANDS.get(cmd)
+        name, handler = entry if entry is not None else (f"0x{cmd:02X}", None)
         call = Call(ctx=ctx, command=name)
         start = self.clock()
         async with self._lock:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+from hashlib import sha256
 from typing import Any
 
 import cbor2
@@ -148,3 +150,9 @@ def options(params: dict, key: int) -> dict[str, bool]:
         if not isinstance(name, str) or not isinstance(value, bool):
             raise CtapStatusError(ERR.CBOR_UNEXPECTED_TYPE, "options must map text to bool")
     return opts
+
+
+@lru_cache(maxsize=1024)
+def rp_hash(rp_id: str) -> bytes:
+    """SHA-256 of an RP ID, remembered: a ceremony loop asks for the same few RPs."""
+    return sha256(rp_id.encode()).digest()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from hashlib import sha256
 from typing import TYPE_CHECKING
 
 import cbor2
@@ -20,6 +19,7 @@ from authenticator.core.params import (
     opt_map,
     options,
     req_str,
+    rp_hash,
 )
 from authenticator.core.pin_state import PERM_GA, PinState
 
@@ -133,7 +133,7 @@ async def handle(dev: Device, params: dict, call: Call) -> bytes:
         token = dev.pin.verify(protocol, pin_param, cdh, PERM_GA, rp_id)
         uv = token.user_verified
 
-    rp_id_hash = sha256(rp_id.encode()).digest()
+    rp_id_hash = rp_hash(rp_id)
     if allow_given:
         if len(params[0x03]) > cfg.max_cred_count_in_list:
             raise CtapStatusError(ERR.LIMIT_EXCEEDED)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from hashlib import sha256
 from typing import TYPE_CHECKING
 
 from authenticator.core import attestation, auth_data
@@ -19,6 +18,7 @@ from authenticator.core.params import (
     req_list,
     req_map,
     req_str,
+    rp_hash,
 )
 from authenticator.core.pin_state import PERM_MC, PinState
 
@@ -119,7 +119,7 @@ async def handle(dev: Device, params: dict, call: Call) -> bytes:
         uv = True
     user_present = uv_requested  # built-in UV is a touch too
 
-    rp_id_hash = sha256(rp_id.encode()).digest()
+    rp_id_hash = rp_hash(rp_id)
     # 12. excludeList
     for cred_id in exclude:
         cred = dev.credentials.resolve(cred_id, rp_id_hash)
