@@ -345,3 +345,25 @@ def test_enumeration_ends(ctap: Ctap2, dev: InProcessDevice) -> None:
     cm = CredentialManagement(ctap, cp.protocol, cp.get_pin_token(PIN, P.CREDENTIAL_MGMT))
     assert len(cm.enumerate_rps()) == 1  # begin says total 1: no getNext
     assert raw(dev, 0x0A, {1: 0x03}) == ERR.NOT_ALLOWED  # past the end
+
+
+@pytest.mark.parametrize("profile", ["security-key", "synced-passkey", "platform"])
+def test_get_info_bytes_are_canonical_cbor(profile):
+    """getInfo skips cbor2's canonical mode on its hot path: its bytes must still be exactly
+    the canonical encoding (CTAP2 §8), with a PIN set and without."""
+    import asyncio
+
+    from authenticator.core import Config
+    from authenticator.core.commands.get_info import info_map
+
+    auth = Authenticator(Config.for_profile(profile))
+    loop = asyncio.new_event_loop()
+    try:
+        for _ in range(2):
+            raw = loop.run_until_complete(auth.handle_cbor(b"\x04"))
+            assert raw[0] == 0
+            assert raw[1:] == cbor2.dumps(info_map(auth), canonical=True)
+            if auth.config.client_pin and not auth.pin.is_set:
+                ClientPin(Ctap2(InProcessDevice(auth))).set_pin("123456")
+    finally:
+        loop.close()
