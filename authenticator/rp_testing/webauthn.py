@@ -782,14 +782,29 @@ class WebAuthnClient:
         self.transports = list(transports or [])  # empty: the authenticator's getInfo says
         self.attachment = attachment
         self.related_origins = dict(related_origins or {})
+        self._checked_origins: dict[tuple[str, str | None], tuple[Origin, Origin | None]] = {}
         parse_origin(origin)  # fail early on a bad origin
         if top_origin is not None:
             parse_origin(top_origin, "top_origin")
 
     # -- origins --------------------------------------------------------------------------
     def _origins(self, origin: str | None, top_origin: str | None) -> tuple[Origin, Origin | None]:
-        caller = parse_origin(origin or self.origin)
-        top_text = top_origin if top_origin is not None else self.top_origin
+        """The checked (caller, top) origins. Pure in its two strings, so remembered per
+        client (parsing and checking cost ~10 µs a ceremony); refusals are not remembered
+        and raise again."""
+        key = (origin or self.origin, top_origin if top_origin is not None else self.top_origin)
+        if not all(isinstance(k, str) for k in key if k is not None):
+            return self._check_origins(*key)  # refused with the usual one-line error
+        checked = self._checked_origins.get(key)
+        if checked is None:
+            checked = self._check_origins(*key)
+            if len(self._checked_origins) >= 256:
+                self._checked_origins.clear()
+            self._checked_origins[key] = checked
+        return checked
+
+    def _check_origins(self, caller_text: str, top_text: str | None) -> tuple[Origin, Origin | None]:
+        caller = parse_origin(caller_text)
         top = parse_origin(top_text, "top_origin") if top_text is not None else None
         for o, what in ((caller, "origin"), (top, "top_origin")):
             if o is None:

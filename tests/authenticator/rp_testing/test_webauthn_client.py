@@ -326,3 +326,23 @@ def test_deadline_event_wakes_a_blocking_wait():
     assert not ev.is_set() and ev.wait(0) is False
     ev.set()
     assert ev.is_set() and ev.wait() is True
+
+
+def test_origin_checks_hold_on_every_call(device):
+    """Checked origins are remembered per client; a refusal is not, and a per-call origin
+    still wins over the client's."""
+    client = WebAuthnClient(device, "https://example.com")
+    for _ in range(2):
+        with pytest.raises(WebAuthnError) as e:
+            client.create(creation(), origin="http://example.com")
+        assert e.value.name == "SecurityError" and "secure context" in str(e.value)
+        with pytest.raises(WebAuthnError) as e:
+            client.create(creation(), origin="https://evil.example.net")
+        assert e.value.name == "SecurityError"
+    reg = client.create(creation())
+    assert json.loads(base64.urlsafe_b64decode(
+        reg["response"]["clientDataJSON"] + "=="))["origin"] == "https://example.com"
+    reg = client.create(creation(user={"id": b64(b"u2"), "name": "b", "displayName": "B"}),
+                        origin="https://login.example.com", top_origin="https://example.com")
+    data = json.loads(base64.urlsafe_b64decode(reg["response"]["clientDataJSON"] + "=="))
+    assert data["origin"] == "https://login.example.com" and data["crossOrigin"] is True
