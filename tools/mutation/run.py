@@ -53,6 +53,10 @@ EXPLAINED = {
         "REGISTRY.get() of a non-text extension name is None either way",
     "authenticator.core.pin_state.xǁPinStateǁtoken_used__mutmut_2":
         "user_present None instead of False: only tested for truth",
+    "authenticator.core.commands.credential_management.x__next__mutmut_6":
+        "remaining >= 0 past the end: the refetch finds nothing, NOT_ALLOWED either way",
+    "authenticator.core.commands.make_credential.x_handle__mutmut_333":
+        "the store drops a replaced credential's counter row itself; the cache entry is dead",
     "authenticator.core.pin_state.xǁPinStateǁ_spend__mutmut_1":
         "the initial 'left' None instead of False: only tested for truth",
 }

@@ -367,3 +367,46 @@ def test_get_info_bytes_are_canonical_cbor(profile):
                 ClientPin(Ctap2(InProcessDevice(auth))).set_pin("123456")
     finally:
         loop.close()
+
+
+def test_hmac_secret_only_for_credentials_made_with_it(ctap: Ctap2) -> None:
+    for rk in (False, True):
+        cid = make(ctap, rk=rk).auth_data.credential_data.credential_id
+        a = ctap.get_assertion(RP_ID, os.urandom(32), [{"type": "public-key", "id": cid}],
+                               extensions={"hmac-secret": {}})
+        assert not a.auth_data.extensions  # ignored, not even validated
+
+
+def test_enterprise_capability_can_be_switched_off(make_auth) -> None:
+    from authenticator import Config
+
+    dev = InProcessDevice(make_auth(Config(extra={"enterprise_capable": False})))
+    try:
+        assert "ep" not in Ctap2(dev).get_info().options
+    finally:
+        dev.close()
+
+
+def test_command_events_name_the_user(auth: Authenticator, ctap: Ctap2) -> None:
+    events = []
+    auth.listeners.append(events.append)
+    cid = make(ctap, user=b"alice").auth_data.credential_data.credential_id
+    ctap.get_assertion(RP_ID, os.urandom(32), [{"type": "public-key", "id": cid}])
+    assert [e.details.get("user") for e in events[-2:]] == ["alice", "alice"]
+
+
+def test_exclude_list_touch_names_the_user(make_auth) -> None:
+    from authenticator.core.presence import AutoApprove
+
+    presence = AutoApprove()
+    dev = InProcessDevice(make_auth(None, presence))
+    try:
+        ctap = Ctap2(dev)
+        cid = make(ctap, user=b"alice", rk=False).auth_data.credential_data.credential_id
+        with pytest.raises(CtapError) as e:
+            ctap.make_credential(os.urandom(32), {"id": RP_ID}, {"id": b"x", "name": "bob"},
+                                 ES256, exclude_list=[{"type": "public-key", "id": cid}])
+        assert e.value.code == ERR.CREDENTIAL_EXCLUDED
+        assert presence.requests[-1].user_name == "bob"
+    finally:
+        dev.close()
