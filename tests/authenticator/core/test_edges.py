@@ -403,6 +403,7 @@ def test_exclude_list_touch_names_the_user(make_auth) -> None:
     try:
         ctap = Ctap2(dev)
         cid = make(ctap, user=b"alice", rk=False).auth_data.credential_data.credential_id
+        assert presence.requests[-1].user_name == "alice"  # the touch says who for
         with pytest.raises(CtapError) as e:
             ctap.make_credential(os.urandom(32), {"id": RP_ID}, {"id": b"x", "name": "bob"},
                                  ES256, exclude_list=[{"type": "public-key", "id": cid}])
