@@ -10,14 +10,14 @@ from __future__ import annotations
 import argparse
 import os
 
-from authenticator.frontdoor.cli import CliError
+from authenticator.frontdoor.cli import EXIT_STORE, EXIT_USAGE, CliError
 
 
 def _url(args: argparse.Namespace) -> str:
     url = args.store or os.environ.get("FIDO_EMU_STORE", "")
     if not url.startswith(("postgresql://", "postgres://")):
         raise CliError("store migrate needs a PostgreSQL store: --store postgresql://… "
-                       "(SQLite stores migrate themselves when opened)")
+                       "(SQLite stores migrate themselves when opened)", EXIT_USAGE)
     return url
 
 
@@ -33,7 +33,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     try:
         before, after = migrate(url)
     except StoreError as e:
-        raise CliError(str(e)) from e
+        raise CliError(str(e), EXIT_STORE) from e  # unreachable, locked, newer schema
     if before == after:
         print(f"{describe(url)}: schema {after}, up to date.")
     else:
