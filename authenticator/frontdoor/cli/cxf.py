@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from authenticator.frontdoor.cli import CliError
+from authenticator.frontdoor.cli import EXIT_STORE, CliError
 
 ENVELOPE = "fido-emu/cxf-encrypted/v1"
 PASSPHRASE_ENV = "FIDO_EMU_CXF_PASSPHRASE"
@@ -357,7 +357,7 @@ def load_file(path: str) -> Any:
         with open(path, "rb") as f:
             data = f.read(MAX_FILE + 1)
     except OSError as e:
-        raise CliError(f"cannot read {path}: {e.strerror}") from e
+        raise CliError(f"cannot read {path}: {e.strerror}", EXIT_STORE) from e
     if len(data) > MAX_FILE:
         raise CliError(f"{path} is larger than {MAX_FILE // 2**20} MiB")
     try:

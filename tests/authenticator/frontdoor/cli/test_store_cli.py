@@ -1,4 +1,4 @@
-"""``fido-emu store migrate`` exits with the documented status (README: 2 usage, 3 store/I/O).
+"""``store migrate`` and ``credentials import`` exit with the documented status (2 usage, 3 store/I/O).
 
 No PostgreSQL server is needed: an unreachable one is a TCP port bound but not listening.
 """
@@ -40,3 +40,16 @@ def test_a_sqlite_path_is_a_usage_error_exit_2(tmp_path):
     [line] = proc.stderr.strip().splitlines()
     assert "needs a PostgreSQL store" in line
     assert not (tmp_path / "store.db").exists()
+
+
+def test_an_unreadable_cxf_file_is_an_io_error_exit_3(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "authenticator.frontdoor.cli", "credentials", "import",
+         str(tmp_path / "missing.cxf"), "--store", str(tmp_path / "s.db")],
+        capture_output=True, text=True, env=env, timeout=60,
+    )
+    assert proc.returncode == 3, proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("fido-emu: error: cannot read ")
+    assert not (tmp_path / "s.db").exists()
