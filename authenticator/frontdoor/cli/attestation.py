@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from authenticator.frontdoor.cli import EXIT_STORE, CliError
+from authenticator.frontdoor.cli import EXIT_STORE, EXIT_USAGE, CliError
 from authenticator.frontdoor.cli.common import (
     add_store_options,
     close_authenticator,
@@ -37,7 +37,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     directory = Path(args.dir) if args.dir else default_dir()
     subject = attestation_ca.Subject(args.country, args.organization, args.common_name)
     if len(subject.country) != 2:
-        raise CliError("--country must be a two-letter ISO 3166 code")
+        raise CliError("--country must be a two-letter ISO 3166 code", EXIT_USAGE)
     auth = make_authenticator(args)
     try:
         existed = attestation_ca.load_root(directory) is not None
@@ -60,7 +60,8 @@ def cmd_metadata(args: argparse.Namespace) -> int:
     directory = Path(args.dir) if args.dir else default_dir()
     root = attestation_ca.installed_root_der(directory)
     if root is None:
-        raise CliError(f"no root CA in {directory}: run 'fido-emu attestation init' first")
+        raise CliError(f"no root CA in {directory}: run 'fido-emu attestation init' first",
+                       EXIT_STORE)
     auth = make_authenticator(args)
     try:
         statement = metadata.statement(auth, [root], description=args.description)

@@ -1,4 +1,4 @@
-"""``store migrate`` and ``credentials import`` exit with the documented status (2 usage, 3 store/I/O).
+"""Verbs exit with the documented status (README, --help: 2 usage, 3 store or I/O), not 1.
 
 No PostgreSQL server is needed: an unreachable one is a TCP port bound but not listening.
 """
@@ -53,3 +53,24 @@ def test_an_unreadable_cxf_file_is_an_io_error_exit_3(tmp_path):
     [line] = proc.stderr.strip().splitlines()
     assert line.startswith("fido-emu: error: cannot read ")
     assert not (tmp_path / "s.db").exists()
+
+
+def _cli(*argv: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "authenticator.frontdoor.cli", *argv],
+                          capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_attestation_bad_country_is_usage_exit_2(tmp_path):
+    proc = _cli("attestation", "init", "--country", "USA", "--dir", str(tmp_path / "ca"),
+                "--store", str(tmp_path / "s.db"))
+    assert proc.returncode == 2, proc.stderr
+    assert "--country" in proc.stderr and not (tmp_path / "ca").exists()
+
+
+def test_attestation_metadata_without_a_root_ca_is_exit_3(tmp_path):
+    proc = _cli("attestation", "metadata", "--dir", str(tmp_path / "ca"),
+                "--store", str(tmp_path / "s.db"), "--create")
+    assert proc.returncode == 3, proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert "no root CA in" in line
