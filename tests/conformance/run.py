@@ -90,6 +90,8 @@ def suite_source() -> Path:
         ).stdout.strip()
         if common:
             candidates.append(Path(common).parent.parent / "shared/third_party/fido2-tests")
+        # a clone nested deeper than its shared/ folder (CI checkouts vary): look upwards
+        candidates += [p / "shared/third_party/fido2-tests" for p in REPO.parents[1:]]
     for path in candidates:
         if (path / "tests" / "standard").is_dir():
             return path
