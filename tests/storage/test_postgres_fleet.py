@@ -223,7 +223,7 @@ def test_unreachable_server_is_one_line(postgres_url, tmp_path):
         [sys.executable, "-m", "authenticator.frontdoor.cli", "info", "--store", url],
         capture_output=True, text=True, env=env, timeout=60,
     )
-    assert proc.returncode != 0
+    assert proc.returncode == 3  # store/IO in the exit-code table
     [line] = proc.stderr.strip().splitlines()
     assert line.startswith("fido-emu: error: cannot connect to PostgreSQL at 127.0.0.1:1/x")
 

@@ -51,6 +51,13 @@ def create_credential(capsys, store: Path, rp: str, name: str, tmp_path: Path) -
 def test_pin_lifecycle(capsys, store: Path) -> None:
     status, out, _ = run(capsys, "info", "--create")  # a fresh store: read verbs need --create
     assert status == 0 and "not set" in out
+    # a short PIN is refused for being short (not because one is set), and nothing changes
+    before = store.read_bytes()
+    status, _, err = run(capsys, "pin", "set", "--new-pin", "12")
+    assert status == 1 and "4 to 63 characters" in err and "already" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert store.read_bytes() == before
+    assert json.loads(run(capsys, "info", "--json")[1])["info"]["options"]["clientPin"] is False
     assert run(capsys, "pin", "set", "--new-pin", PIN)[0] == 0
     status, _, err = run(capsys, "pin", "set", "--new-pin", "5678")
     assert status == 1 and "already set" in err
@@ -65,8 +72,8 @@ def test_pin_lifecycle(capsys, store: Path) -> None:
     assert data["info"]["options"]["clientPin"] is True and data["pin_retries"] == 8
     status, _, err = run(capsys, "pin", "verify")  # no PIN given, no terminal
     assert status == 1 and "FIDO_EMU_PIN" in err
-    status, _, err = run(capsys, "pin", "set", "--new-pin", "12")
-    assert status == 1
+    status, _, err = run(capsys, "pin", "set", "--new-pin", "5678")
+    assert status == 1 and "already set" in err
 
 
 def test_credentials(capsys, store: Path, tmp_path: Path, monkeypatch) -> None:
@@ -110,6 +117,7 @@ def test_credentials(capsys, store: Path, tmp_path: Path, monkeypatch) -> None:
 
 def test_config_and_reset(capsys, store: Path, monkeypatch) -> None:
     assert run(capsys, "config", "always-uv", "on")[0] == 0  # no PIN yet: no token needed
+    assert json.loads(run(capsys, "info", "--json")[1])["info"]["options"]["alwaysUv"] is True
     assert run(capsys, "pin", "set", "--new-pin", PIN)[0] == 0
     monkeypatch.setenv("FIDO_EMU_PIN", PIN)
     assert run(capsys, "config", "always-uv", "off")[0] == 0

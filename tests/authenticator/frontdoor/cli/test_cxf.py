@@ -240,10 +240,10 @@ def test_export_needs_the_pin_when_one_is_set(tmp_path, env):
     out = tmp_path / "f.cxf"
     proc = cli("credentials", "export", "--plaintext", "-o", str(out), "--store", a,
                env=env, ok=False)
-    assert proc.returncode != 0 and "PIN" in proc.stderr and not out.exists()
+    assert proc.returncode == 1 and "PIN" in proc.stderr and not out.exists()
     proc = cli("credentials", "export", "--plaintext", "-o", str(out), "--store", a,
                "--pin", "1111", env=env, ok=False)
-    assert proc.returncode != 0 and "PIN_INVALID" in proc.stderr and not out.exists()
+    assert proc.returncode == 1 and "PIN_INVALID" in proc.stderr and not out.exists()
     cli("credentials", "export", "--plaintext", "-o", str(out), "--store", a, "--pin", "2468",
         env=env)
     assert len(json.loads(out.read_text())["accounts"][0]["items"]) == 1

@@ -88,4 +88,4 @@ async def test_serve_linked_needs_a_linked_store(tmp_path) -> None:
         "serve-linked", "--tunnel-url", "ws://127.0.0.1:9", "--store", str(tmp_path / "x.db")
     )
     _out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode != 0 and b"hybrid scan --link" in err
+    assert proc.returncode == 1 and b"hybrid scan --link" in err

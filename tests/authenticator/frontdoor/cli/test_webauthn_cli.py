@@ -70,10 +70,15 @@ def test_create_then_get_verifies(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "case",
-    ["origin-mismatch", "bad-json", "no-credential", "not-an-object"],
+    ("case", "status", "name"),
+    [
+        ("origin-mismatch", 1, "SecurityError"),
+        ("bad-json", 2, "SyntaxError"),  # not WebAuthn input at all: a usage error
+        ("no-credential", 1, "NotAllowedError"),
+        ("not-an-object", 1, "TypeError"),
+    ],
 )
-def test_errors_are_one_line_and_leave_store_untouched(tmp_path, case):
+def test_errors_are_one_line_and_leave_store_untouched(tmp_path, case, status, name):
     store = tmp_path / "s.db"
     server = Fido2Server(RP, attestation="none")
     register(server, store, resident_key_requirement="required")
@@ -89,10 +94,10 @@ def test_errors_are_one_line_and_leave_store_untouched(tmp_path, case):
         other = Fido2Server(PublicKeyCredentialRpEntity(name="o", id="other.example"))
         options, _ = other.authenticate_begin(None)
         out = fido_emu("webauthn", "get", "--origin", "https://other.example", "--store", str(store), stdin=json.dumps(dict(options)))
-    assert out.returncode != 0
+    assert out.returncode == status, out.stderr  # the README's exit-code table
     assert out.stdout == ""
     lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("fido-emu: error:"), out.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"fido-emu: error: {name}:"), out.stderr
     assert "Traceback" not in out.stderr
     if case != "no-credential":
         assert store_bytes(store) == before
