@@ -134,9 +134,15 @@ class WebAuthnUser(HttpUser):
 
     def on_start(self) -> None:
         self.username = f"load-{secrets.token_hex(6)}"
+        store = self.make_store()
         self.authenticator = VirtualAuthenticator(
-            self.origin or self.host.rstrip("/"), self.profile, self.make_store()
+            self.origin or self.host.rstrip("/"), self.profile, store
         )
+        # a store shared by many users holds every user's passkey: at sign-in this user
+        # picks its own account, as a person does in the account chooser of a shared phone
+        # (otherwise it could present another user's passkey that the RP is still registering)
+        self.shared_store = store is not None
+        self.credential_id: str | None = None
         self.registered = 0
         self.logins = 0
 
@@ -189,6 +195,7 @@ class WebAuthnUser(HttpUser):
             )
             if not shape.verified(answer):
                 raise RpRefused(f"registration not verified: {answer}")
+            self.credential_id = credential["id"]
             return answer
 
         answer = self._ceremony("register", run)
@@ -203,7 +210,10 @@ class WebAuthnUser(HttpUser):
             begin = self._post_or_get(
                 shape.login_begin, shape.login_begin_body(None), "login/begin"
             )
-            credential = self.authenticator.get({"publicKey": shape.options(begin)})
+            options = dict(shape.options(begin))
+            if self.shared_store and self.credential_id and not options.get("allowCredentials"):
+                options["allowCredentials"] = [{"type": "public-key", "id": self.credential_id}]
+            credential = self.authenticator.get({"publicKey": options})
             answer = self._post_or_get(
                 shape.login_complete, shape.complete_body(begin, credential), "login/complete"
             )
